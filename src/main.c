@@ -1,1 +1,239 @@
-int main(void) { return 0; }
+/* sluice: command-line entry; dispatches subcommands and does nothing else. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/config.h"
+#include "sluice/explain.h"
+#include "sluice/http.h"
+
+#ifndef SL_VERSION
+#define SL_VERSION "dev"
+#endif
+
+#define MAX_MAPS 256
+
+static const char usage_text[] =
+    "usage:\n"
+    "  sluice check [--strict] [--map FROM=TO]... CONFIG\n"
+    "      validate and lint CONFIG; exit 0 when valid, 1 on errors (--strict: or warnings)\n"
+    "  sluice explain [--listener IP:PORT] [--source IP] [--map FROM=TO]... CONFIG "
+    "[REQUEST_FILE|-]\n"
+    "      show which rule a raw HTTP request (default: stdin) matches, and why\n"
+    "  sluice --version\n"
+    "\n"
+    "  --map FROM=TO   use local address TO for IONOS address FROM (IP or IP:PORT each side);\n"
+    "                  overrides sluice.addressMap in CONFIG\n";
+
+static int usage(const char *why)
+{
+    if (why)
+        fprintf(stderr, "sluice: %s\n", why);
+    fputs(usage_text, stderr);
+    return 2;
+}
+
+struct cli {
+    const char *config;
+    const char *request;
+    bool strict;
+    struct sl_map_entry maps[MAX_MAPS];
+    size_t n_maps;
+    struct sl_explain_opts ex;
+};
+
+/* Common option parsing; <allow> lists the options the subcommand takes. Returns 0 or the exit
+ * code for a usage error. */
+static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
+{
+    const char *pos[2] = { NULL, NULL };
+    size_t n_pos = 0;
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        char msg[300];
+
+        if (!strcmp(a, "--strict") && strstr(allow, "strict")) {
+            c->strict = true;
+            continue;
+        }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            return usage(NULL);
+        if ((!strcmp(a, "--map") && strstr(allow, "map")) ||
+            (!strcmp(a, "--listener") && strstr(allow, "listener")) ||
+            (!strcmp(a, "--source") && strstr(allow, "source"))) {
+            if (!val) {
+                snprintf(msg, sizeof(msg), "%s needs a value", a);
+                return usage(msg);
+            }
+            i++;
+            if (!strcmp(a, "--map")) {
+                if (c->n_maps == MAX_MAPS)
+                    return usage("too many --map options");
+                if (sl_map_entry_parse(val, &c->maps[c->n_maps]) == -1) {
+                    snprintf(msg, sizeof(msg), "--map %s: expected FROM=TO with IP or IP:PORT "
+                                               "on each side (IPv6 with a port as [::1]:80)", val);
+                    return usage(msg);
+                }
+                c->n_maps++;
+            } else if (!strcmp(a, "--listener")) {
+                if (sl_addr_parse_port(val, &c->ex.listener, &c->ex.port) == -1) {
+                    snprintf(msg, sizeof(msg), "--listener %s: expected IP:PORT", val);
+                    return usage(msg);
+                }
+                c->ex.have_listener = true;
+            } else {
+                if (sl_addr_parse(val, &c->ex.source) == -1) {
+                    snprintf(msg, sizeof(msg), "--source %s: expected an IP address", val);
+                    return usage(msg);
+                }
+                c->ex.have_source = true;
+            }
+            continue;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            snprintf(msg, sizeof(msg), "unknown option %s", a);
+            return usage(msg);
+        }
+        if (n_pos == (strstr(allow, "request") ? 2u : 1u))
+            return usage("too many arguments");
+        pos[n_pos++] = a;
+    }
+    if (!pos[0])
+        return usage("missing CONFIG");
+    c->config = pos[0];
+    c->request = pos[1];
+    return 0;
+}
+
+static struct sl_config *load(const struct cli *c, struct sl_diags *d)
+{
+    struct sl_load_opts o = { .map = c->maps, .n_map = c->n_maps };
+
+    return sl_config_load_file(c->config, &o, d);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    struct cli c = { 0 };
+    struct sl_diags d;
+    struct sl_config *cfg;
+    size_t rules = 0, i;
+    int rc;
+
+    if ((rc = parse_args(argc, argv, "strict map", &c)))
+        return rc;
+    sl_diags_init(&d, c.config);
+    cfg = load(&c, &d);
+    if (cfg)
+        sl_config_lint(cfg, &d);
+    sl_diags_sort(&d);
+    sl_diags_print(&d, stdout);
+    if (!cfg) {
+        printf("%s: invalid: %zu error%s\n", c.config, d.n_errors, d.n_errors == 1 ? "" : "s");
+        rc = 1;
+    } else {
+        for (i = 0; i < cfg->n_frules; i++)
+            rules += cfg->frules[i].n_rules;
+        printf("%s: valid: %zu forwarding rule%s, %zu http rule%s, %zu target group%s; "
+               "%zu warning%s%s\n", c.config, cfg->n_frules, cfg->n_frules == 1 ? "" : "s",
+               rules, rules == 1 ? "" : "s", cfg->n_tgroups, cfg->n_tgroups == 1 ? "" : "s",
+               d.n_warnings, d.n_warnings == 1 ? "" : "s",
+               c.strict && d.n_warnings ? " (errors with --strict)" : "");
+        rc = c.strict && d.n_warnings ? 1 : 0;
+    }
+    sl_config_unref(cfg);
+    sl_diags_deinit(&d);
+    return rc;
+}
+
+static char *read_all(FILE *f, size_t *len)
+{
+    size_t cap = 4096, n;
+    char *buf = malloc(cap);
+
+    *len = 0;
+    while (buf) {
+        n = fread(buf + *len, 1, cap - *len, f);
+        *len += n;
+        if (n == 0)
+            break;
+        if (*len == cap) {
+            if (cap > 4 * SL_HTTP_MAX_HEAD)
+                break; /* the head limit is far below: the rest cannot matter */
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    return buf;
+}
+
+static int cmd_explain(int argc, char **argv)
+{
+    struct cli c = { 0 };
+    struct sl_diags d;
+    struct sl_config *cfg;
+    FILE *f = stdin;
+    char *req;
+    size_t len;
+    int rc;
+
+    if ((rc = parse_args(argc, argv, "map listener source request", &c)))
+        return rc;
+    sl_diags_init(&d, c.config);
+    cfg = load(&c, &d);
+    if (!cfg) {
+        sl_diags_sort(&d);
+        sl_diags_print(&d, stderr);
+        fprintf(stderr, "%s: invalid: %zu error%s (see `sluice check`)\n", c.config, d.n_errors,
+                d.n_errors == 1 ? "" : "s");
+        sl_diags_deinit(&d);
+        return 1;
+    }
+    sl_diags_deinit(&d);
+    if (c.request && strcmp(c.request, "-") && !(f = fopen(c.request, "rb"))) {
+        fprintf(stderr, "sluice: %s: %s\n", c.request, strerror(errno));
+        sl_config_unref(cfg);
+        return 1;
+    }
+    req = read_all(f, &len);
+    if (f != stdin)
+        fclose(f);
+    if (!req) {
+        fprintf(stderr, "sluice: out of memory\n");
+        sl_config_unref(cfg);
+        return 1;
+    }
+    rc = sl_explain(cfg, req, len, &c.ex, stdout);
+    free(req);
+    sl_config_unref(cfg);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage(NULL);
+    if (!strcmp(argv[1], "check"))
+        return cmd_check(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "explain"))
+        return cmd_explain(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("sluice %s\n", SL_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    {
+        char msg[200];
+
+        snprintf(msg, sizeof(msg), "unknown command \"%s\"", argv[1]);
+        return usage(msg);
+    }
+}

@@ -127,7 +127,7 @@ struct sl_target {
 
 struct sl_health_check {
     uint32_t check_interval_ms; /* default 2000 */
-    uint32_t check_timeout_ms;  /* default: the interval (IONOS documents none) */
+    uint32_t check_timeout_ms;  /* default 2000 (ionosctl; IONOS documents none), capped by the interval */
     uint32_t retries;           /* default 3 */
 };
 

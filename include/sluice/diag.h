@@ -34,6 +34,8 @@ void sl_diag_add(struct sl_diags *d, enum sl_diag_level level, unsigned line, un
                  const char *path, const char *fmt, ...) SL_PRINTF(6, 7);
 void sl_diag_vadd(struct sl_diags *d, enum sl_diag_level level, unsigned line, unsigned col,
                   const char *path, const char *fmt, va_list ap);
+/* Orders the diagnostics by position (stable; those without one first). */
+void sl_diags_sort(struct sl_diags *d);
 /* Prints "origin:line:col: path: [warning: ]msg" lines, errors and warnings in the order added. */
 void sl_diags_print(const struct sl_diags *d, FILE *out);
 /* Formats one diagnostic into <buf> (same text as a printed line, no newline). */

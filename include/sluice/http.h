@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "sluice/common.h"
 #include "sluice/router.h"
 
 #define SL_HTTP_MAX_HEAD (64 * 1024) /* request line + headers; more is 431 */

@@ -20,4 +20,5 @@ echo "== sluice check conf/ionos-guide.json (the IONOS guide's bodies, mapped to
 "$BUILD/sluice" check --map 1.2.3.4:80=127.0.0.1:8080 --map 10.20.30.100:8080=127.0.0.1:9001 \
     conf/ionos-guide.json || true
 echo
-echo "Try your own request:  printf 'GET /docs?x=1 HTTP/1.1\\r\\nHost: demo\\r\\n\\r\\n' | $BUILD/sluice explain conf/demo.json"
+printf '%s\n' "Try your own request:" \
+    "  printf 'GET /docs?x=1 HTTP/1.1\\r\\nHost: demo\\r\\n\\r\\n' | $BUILD/sluice explain conf/demo.json"

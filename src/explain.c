@@ -43,6 +43,27 @@ static char *normalise(const char *buf, size_t len, size_t *out_len, bool *conve
     return o;
 }
 
+/* Prints <s> quoted, with control characters escaped, so a body stays on one line. */
+static void put_quoted(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (ch == '\n')
+            fputs("\\n", out);
+        else if (ch == '\r')
+            fputs("\\r", out);
+        else if (ch == '"' || ch == '\\')
+            fprintf(out, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            fprintf(out, "\\x%02x", ch);
+        else
+            fputc(ch, out);
+    }
+    fputc('"', out);
+}
+
 static void show_cond(FILE *out, const struct sl_condition *c)
 {
     fprintf(out, "%s%s", c->negate ? "NOT " : "", sl_cond_type_name(c->type));
@@ -141,9 +162,10 @@ static void show_action(FILE *out, const struct sl_http_rule *w, const struct sl
                     g->http_check->path);
         break;
     case SL_RULE_STATIC:
-        fprintf(out, "action: STATIC (rule \"%s\") %d, Content-Type: %s, body: \"%s\"\n", w->name,
-                w->status_code, w->content_type ? w->content_type : "(none)",
-                w->response_message);
+        fprintf(out, "action: STATIC (rule \"%s\") %d, Content-Type: %s, body: ", w->name,
+                w->status_code, w->content_type ? w->content_type : "(none)");
+        put_quoted(out, w->response_message);
+        fputc('\n', out);
         break;
     case SL_RULE_REDIRECT:
         if (sl_router_redirect_location(w, req, loc, sizeof(loc)) < 0)

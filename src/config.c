@@ -326,6 +326,17 @@ static struct sl_srcloc here(struct ld *ld)
     return l;
 }
 
+/* Where member <key> of the current object stands (the object itself when it is absent). */
+static struct sl_srcloc here_key(struct ld *ld, const char *key)
+{
+    struct sl_srcloc l;
+
+    push_key(ld, key);
+    l = here(ld);
+    pop(ld);
+    return l;
+}
+
 static void keep_regex(struct ld *ld, sl_regex *re)
 {
     struct sl_config *c = ld->cfg;
@@ -760,6 +771,7 @@ static void load_target_groups(struct ld *ld, const json_t *root)
         if (get_enum(ld, p, "protocolVersion", false, version_names,
                      SL_ARRAY_LEN(version_names), &e) == 1)
             g->protocol_version = (enum sl_protocol_version)e;
+        g->targets_loc = here_key(ld, "targets");
         if ((ta = get_arr(ld, p, "targets"))) {
             struct sl_target *t = sl_arena_calloc(ld->a, json_array_size(ta) + 1, sizeof(*t));
             json_t *tv;
@@ -769,10 +781,15 @@ static void load_target_groups(struct ld *ld, const json_t *root)
                 push_index(ld, j);
                 if (load_target(ld, tv, &t[g->n_targets])) {
                     for (k = 0; k < g->n_targets; k++) {
-                        if (!strcmp(t[k].ip, t[g->n_targets].ip) &&
-                            t[k].port_orig == t[g->n_targets].port_orig) {
-                            err(ld, "duplicate target %s:%u (also at targets[%zu])",
-                                t[k].ip, t[k].port_orig, k);
+                        struct sl_addr a, b;
+                        char at[SL_ADDR_STRLEN + 8];
+
+                        /* Compare as written (before the map): "::1" and "0::1" are one. */
+                        sl_addr_parse(t[k].ip, &a);
+                        sl_addr_parse(t[g->n_targets].ip, &b);
+                        if (sl_addr_equal(&a, &b) && t[k].port_orig == t[g->n_targets].port_orig) {
+                            err(ld, "duplicate target %s (also at targets[%zu])",
+                                sl_addr_format_port(&a, t[k].port_orig, at), k);
                             break;
                         }
                     }
@@ -1081,6 +1098,8 @@ static void load_frule(struct ld *ld, const json_t *r, struct sl_forwarding_rule
     push_key(ld, "properties");
     *ok &= get_str(ld, p, "name", true, "the forwarding rule's name", &f->name) == 1;
     *ok &= get_enum(ld, p, "protocol", true, http_only, 1, &e) == 1;
+    f->listener_ip_loc = here_key(ld, "listenerIp");
+    f->listener_port_loc = here_key(ld, "listenerPort");
     *ok &= load_ip(ld, p, "listenerIp", "the listener IP (one of the ALB's ips)", &f->listener_ip,
                    &f->listen) == 0;
     if (get_int(ld, p, "listenerPort", true, 1, 65535, NULL, &v) == 1)

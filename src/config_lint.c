@@ -83,13 +83,11 @@ static size_t lint_rules(const struct sl_forwarding_rule *f, struct sl_diags *d)
 
         for (j = 0; j < r->n_conds; j++) {
             const struct sl_condition *c = &r->conds[j];
-            char sub[64];
 
             if (!key_is(c, "Connection") || c->negate || c->op != SL_OP_EQUALS ||
                 strcasecmp(c->value, "upgrade"))
                 continue;
-            snprintf(sub, sizeof(sub), ".conditions[%zu]", j);
-            lint(d, &r->loc, sub,
+            lint(d, &c->loc, NULL,
                  "Connection EQUALS \"%s\" misses Firefox's \"Connection: keep-alive, Upgrade\" "
                  "on a balancer that compares the whole value (IONOS does not document that it "
                  "splits the list; sluice does): test the Upgrade header alone (Upgrade EQUALS "
@@ -152,7 +150,7 @@ size_t sl_config_lint(const struct sl_config *c, struct sl_diags *d)
 
             if (g->port != f->port || !sl_addr_equal(&g->listen, &f->listen))
                 continue;
-            lint(d, &f->loc, ".properties.listenerPort",
+            lint(d, &f->listener_port_loc, NULL,
                  "forwarding rule \"%s\" listens on %s like %s (\"%s\"): only one of them can "
                  "get the traffic", f->name, sl_addr_format_port(&f->listen, f->port, at),
                  g->loc.path, g->name);
@@ -175,7 +173,7 @@ size_t sl_config_lint(const struct sl_config *c, struct sl_diags *d)
                                             j ? ", " : "", c->alb.ips[j]);
             }
             if (j == c->alb.n_ips) {
-                lint(d, &f->loc, ".properties.listenerIp",
+                lint(d, &f->listener_ip_loc, NULL,
                      "%s is not among the ALB's ips (%s): IONOS requires a forwarding rule's "
                      "listenerIp to be one of them", f->listener_ip, ips);
                 n++;
@@ -218,12 +216,12 @@ size_t sl_config_lint(const struct sl_config *c, struct sl_diags *d)
         for (j = 0; j < g->n_targets; j++)
             any_weight |= g->targets[j].weight > 0;
         if (g->n_targets > 0 && !any_weight) {
-            lint(d, &g->loc, ".properties.targets",
+            lint(d, &g->targets_loc, NULL,
                  "every target of \"%s\" has weight 0: the group gets no new connections "
                  "(weight is 0 to 256, default 1)", g->name);
             n++;
         } else if (g->n_targets == 0 && used) {
-            lint(d, &g->loc, ".properties.targets",
+            lint(d, &g->targets_loc, NULL,
                  "target group \"%s\" has no targets: requests forwarded to it get 503", g->name);
             n++;
         }

@@ -34,7 +34,7 @@ static char *normalise(const char *buf, size_t len, size_t *out_len, bool *conve
         if (n >= 2 && o[n - 2] == '\r' && o[n - 1] == '\n') {
             memcpy(o + n, "\r\n", 2);
             n += 2;
-        } else if (!has_cr) {
+        } else if (o[n - 1] != '\r' && o[n - 1] != '\n') {
             memcpy(o + n, "\r\n\r\n", 4);
             n += 4;
         }
@@ -128,6 +128,7 @@ static void show_action(FILE *out, const struct sl_http_rule *w, const struct sl
 {
     char where[SL_ADDR_STRLEN + 8], loc[8192];
     const struct sl_target_group *g;
+    struct sl_addr orig;
     size_t i;
 
     if (!w) {
@@ -153,8 +154,10 @@ static void show_action(FILE *out, const struct sl_http_rule *w, const struct sl
                     t->health_check_enabled ? "" : " health check off");
             if (t->proxy_protocol != SL_PROXY_NONE)
                 fprintf(out, " proxy protocol %s", sl_proxy_protocol_name(t->proxy_protocol));
-            if (strcmp(t->ip, sl_addr_format(&t->addr, where)) || t->port != t->port_orig)
-                fprintf(out, " (configured as %s:%u)", t->ip, t->port_orig);
+            sl_addr_parse(t->ip, &orig);
+            if (!sl_addr_equal(&orig, &t->addr) || t->port != t->port_orig)
+                fprintf(out, " (configured as %s)", sl_addr_format_port(&orig, t->port_orig,
+                                                                        where));
             fputc('\n', out);
         }
         if (g->http_check)
@@ -184,7 +187,7 @@ int sl_explain(const struct sl_config *c, const char *buf, size_t len,
     const struct sl_http_rule *winner = NULL;
     struct sl_http_head *h = calloc(1, sizeof(*h));
     char a1[SL_ADDR_STRLEN + 8], a2[SL_ADDR_STRLEN];
-    struct sl_addr listener;
+    struct sl_addr listener, written;
     uint16_t port;
     bool converted;
     size_t n, i, j;
@@ -229,8 +232,9 @@ int sl_explain(const struct sl_config *c, const char *buf, size_t len,
     h->req.tls = f->n_server_certificates > 0;
     fprintf(out, "listener: %s%s\n", sl_addr_format_port(&listener, port, a1),
             o->have_listener ? "" : " (the first forwarding rule's; set with --listener)");
-    fprintf(out, "forwarding rule: \"%s\" (%s) on %s:%u\n", f->name, f->loc.path, f->listener_ip,
-            f->port_orig);
+    sl_addr_parse(f->listener_ip, &written);
+    fprintf(out, "forwarding rule: \"%s\" (%s) on %s\n", f->name, f->loc.path,
+            sl_addr_format_port(&written, f->port_orig, a1));
     if (f->n_rules == 0)
         fprintf(out, "http rules: none\n");
     else

@@ -44,8 +44,8 @@ struct cli {
     struct sl_explain_opts ex;
 };
 
-/* Common option parsing; <allow> lists the options the subcommand takes. Returns 0 or the exit
- * code for a usage error. */
+/* Common option parsing; <allow> lists the options the subcommand takes. Returns 0 to go on,
+ * -1 when done (help printed), or the exit code of a usage error. */
 static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
 {
     const char *pos[2] = { NULL, NULL };
@@ -61,8 +61,10 @@ static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
             c->strict = true;
             continue;
         }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-            return usage(NULL);
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_text, stdout);
+            return -1; /* done: exit 0 */
+        }
         if ((!strcmp(a, "--map") && strstr(allow, "map")) ||
             (!strcmp(a, "--listener") && strstr(allow, "listener")) ||
             (!strcmp(a, "--source") && strstr(allow, "source"))) {
@@ -126,7 +128,7 @@ static int cmd_check(int argc, char **argv)
     int rc;
 
     if ((rc = parse_args(argc, argv, "strict map", &c)))
-        return rc;
+        return rc < 0 ? 0 : rc;
     sl_diags_init(&d, c.config);
     cfg = load(&c, &d);
     if (cfg)
@@ -183,7 +185,7 @@ static int cmd_explain(int argc, char **argv)
     int rc;
 
     if ((rc = parse_args(argc, argv, "map listener source request", &c)))
-        return rc;
+        return rc < 0 ? 0 : rc;
     sl_diags_init(&d, c.config);
     cfg = load(&c, &d);
     if (!cfg) {

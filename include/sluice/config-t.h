@@ -97,6 +97,7 @@ struct sl_forwarding_rule {
     size_t n_rules;
     const struct sl_http_rule *const *order;  /* IONOS evaluation order: STATIC/REDIRECT, then FORWARD */
     struct sl_srcloc loc;
+    struct sl_srcloc listener_ip_loc, listener_port_loc; /* for warnings about them */
 };
 
 enum sl_algorithm {
@@ -172,6 +173,7 @@ struct sl_target_group {
     struct sl_health_check health;
     const struct sl_http_health_check *http_check; /* NULL when absent */
     struct sl_srcloc loc;
+    struct sl_srcloc targets_loc; /* of properties.targets (the group's loc when absent) */
 };
 
 struct sl_alb {

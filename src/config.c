@@ -165,7 +165,10 @@ static int get_str(struct ld *ld, const json_t *obj, const char *key, bool requi
     }
     push_key(ld, key);
     if (!json_is_string(v)) {
-        bad_type(ld, v, what);
+        char want[200];
+
+        snprintf(want, sizeof(want), "a string (%s)", what);
+        bad_type(ld, v, want);
         rc = -1;
     } else if (required && json_string_length(v) == 0) {
         err(ld, "must not be empty; required: %s", what);
@@ -195,7 +198,8 @@ static int get_int(struct ld *ld, const json_t *obj, const char *key, bool requi
     }
     push_key(ld, key);
     if (json_is_string(v) && json_string_length(v) > 0 &&
-        strspn(json_string_value(v), "0123456789-") == json_string_length(v)) {
+        strspn(json_string_value(v), "0123456789-") == json_string_length(v) &&
+        strpbrk(json_string_value(v), "0123456789")) {
         err(ld, "must be an integer, not a string (%s); write it without quotes",
             jshow(v, b, sizeof(b)));
         rc = -1;
@@ -389,27 +393,31 @@ int sl_map_entry_parse(const char *s, struct sl_map_entry *out)
     buf[eq - s] = '\0';
     memset(out, 0, sizeof(*out));
     if (parse_map_side(buf, &out->from, &out->from_port) == -1 ||
-        parse_map_side(eq + 1, &out->to, &out->to_port) == -1)
+        parse_map_side(eq + 1, &out->to, &out->to_port) == -1 ||
+        out->from.family != out->to.family) /* an IPv4 listener cannot become IPv6 */
         return -1;
     return 0;
 }
 
-/* Maps <a>:<port> in place: an entry for the exact ip:port wins over one for the ip alone;
- * later entries (--map) win over earlier ones (sluice.addressMap). */
+/* Maps <a>:<port> in place. Any --map entry wins over the file's addressMap (they come after
+ * l->n_map_file); within one source an entry for the exact ip:port wins over one for the ip. */
 static void map_addr(const struct sl_local *l, struct sl_addr *a, uint16_t *port)
 {
     const struct sl_map_entry *best = NULL;
+    int best_rank = 0;
     size_t i;
 
     for (i = 0; i < l->n_map; i++) {
         const struct sl_map_entry *m = &l->map[i];
+        int rank;
 
-        if (!sl_addr_equal(&m->from, a))
+        if (!sl_addr_equal(&m->from, a) || (m->from_port && m->from_port != *port))
             continue;
-        if (m->from_port && m->from_port == *port)
+        rank = (i >= l->n_map_file ? 2 : 0) + (m->from_port ? 1 : 0) + 1;
+        if (rank >= best_rank) {
             best = m;
-        else if (!m->from_port && (!best || !best->from_port))
-            best = m;
+            best_rank = rank;
+        }
     }
     if (!best)
         return;
@@ -552,7 +560,7 @@ static void load_local(struct ld *ld, const json_t *root)
         get_bool(ld, s, "closeOnTargetDown", &l->close_on_target_down);
         pop(ld);
     }
-    /* --map comes last so that map_addr lets it win over the file's addressMap. */
+    l->n_map_file = n_map;
     for (i = 0; o && i < o->n_map; i++)
         map[n_map++] = o->map[i];
     l->map = map;
@@ -575,8 +583,13 @@ static json_t *get_collection(struct ld *ld, const json_t *obj, const char *key,
     if (json_is_object(v)) {
         json_t *items = member(v, "items");
 
-        if (!items) /* a depth-0 collection without items: nothing to load */
+        if (!items) {
+            /* An API collection may come without items; one resource in place of the array
+             * would be silently ignored, so say so. */
+            if (member(v, "properties"))
+                err(ld, "must be an array of resources; this is a single one: put it in [ ]");
             return NULL;
+        }
         push_key(ld, "items");
         *pushed = 2;
         v = items;
@@ -604,7 +617,7 @@ static json_t *resource(struct ld *ld, const json_t *r, const char **id, const c
         bad_type(ld, r, what);
         return NULL;
     }
-    get_str(ld, r, "id", false, "a string id", id);
+    get_str(ld, r, "id", false, "the resource id", id);
     p = get_obj(ld, r, "properties", true, "an object with the resource's properties");
     return p;
 }
@@ -718,12 +731,16 @@ static void load_health(struct ld *ld, const json_t *p, struct sl_target_group *
         }
         if (get_enum(ld, hh, "method", false, method_names, SL_ARRAY_LEN(method_names), &e) == 1)
             c->method = (enum sl_http_method)e;
-        if (get_enum(ld, hh, "matchType", true, match_names, SL_ARRAY_LEN(match_names), &e) == 1)
+        int mt = get_enum(ld, hh, "matchType", true, match_names, SL_ARRAY_LEN(match_names), &e);
+        int rx = get_bool(ld, hh, "regex", &c->regex);
+
+        if (mt == 1)
             c->match_type = (enum sl_match_type)e;
-        get_bool(ld, hh, "regex", &c->regex);
         get_bool(ld, hh, "negate", &c->negate);
+        /* The response is judged by matchType and regex: not when either was wrong. */
         if (get_str(ld, hh, "response", true,
-                    "the expected status code or body (matchType decides)", &c->response) == 1) {
+                    "the expected status code or body (matchType decides)", &c->response) == 1 &&
+            mt == 1 && rx != -1) {
             if (c->regex) {
                 c->re = compile_at(ld, "response", c->response, false);
             } else if (c->match_type == SL_MATCH_STATUS_CODE) {
@@ -916,7 +933,7 @@ static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *
             ok = false;
         }
     } else if (c->op != SL_OP_NONE) {
-        if (get_str(ld, j, "value", false, "a string", &value) == 1) {
+        if (get_str(ld, j, "value", false, "the value to compare with", &value) == 1) {
             c->value = value;
         } else if (!has_value) {
             push_key(ld, "value");
@@ -1272,7 +1289,9 @@ static const json_t *load_alb(struct ld *ld, const json_t *root)
             if (!json_is_string(iv)) {
                 bad_type(ld, iv, "an IP address string");
             } else if (sl_addr_parse(json_string_value(iv), &a[n]) == -1) {
-                err(ld, "\"%s\" is not an IPv4 or IPv6 address", json_string_value(iv));
+                err(ld, "\"%s\" is not an IPv4 or IPv6 address%s", json_string_value(iv),
+                    strchr(json_string_value(iv), '/') ? ": write it without the /mask (masks "
+                    "belong in lbPrivateIps)" : "");
             } else {
                 uint16_t port = 0;
 

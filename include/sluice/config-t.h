@@ -210,6 +210,7 @@ struct sl_local {
     const char *admin;            /* "IP:PORT"; NULL = default */
     const struct sl_map_entry *map; /* sluice.addressMap, then --map (which wins) */
     size_t n_map;
+    size_t n_map_file;            /* map[0..n_map_file) are the file's, the rest --map */
     const struct sl_certificate_ref *certificates;
     size_t n_certificates;
     const char *sync_datacenter_id;

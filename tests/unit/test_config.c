@@ -1,8 +1,8 @@
 /* Unit tests for the config loader (src/config.c): every field and default of a valid config,
  * the places forwarding rules and target groups may stand, target group references, the IONOS
  * evaluation order, the address map, refcounting, and one table row per validation error class
- * with its JSON path, line:col and message. The "config regressions" group at the end shows bugs of
- * src/config.c: its tests fail until those are fixed.
+ * with its JSON path, line:col and message. The "config regressions" group at the end keeps
+ * mistakes the loader once made from coming back.
  *
  * Test texts are written with ' for " (turned back before parsing), and a ` marks where the
  * expected diagnostic points (it is removed; its line:col is what the row expects). */

@@ -43,6 +43,12 @@
  *    written; one without ("www.ionos.com", the IONOS example) gets the request's scheme.
  *    When the location has no path, the request's path is appended (a host move keeps paths).
  *    dropQuery=false (the default) keeps the request's query; dropQuery=true drops it.
+ *    A relative location ("/maintenance", "//cdn.example.com") is used as written, query
+ *    rules as above.
+ *  - Listener: an exact listenerIp:listenerPort first, then 0.0.0.0 / :: on that port; an
+ *    IPv4-mapped local address (a dual-stack socket) counts as its IPv4 address.
+ *  - List members are split on every comma, quoted strings included (no list header that a
+ *    rule would test carries quoted commas in practice; Forwarded's for="…" would be split).
  */
 #ifndef SLUICE_ROUTER_H
 #define SLUICE_ROUTER_H

@@ -21,14 +21,11 @@
 #include "sluice/config.h"
 #include "sluice/diag.h"
 
+#include "testkit.h"
+
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 #define MAX_MARKS 8
-
-struct marks {
-    unsigned line[MAX_MARKS], col[MAX_MARKS]; /* of each ` marker in text order */
-    size_t n;
-};
 
 struct run {
     struct sl_diags d;
@@ -36,38 +33,6 @@ struct run {
     struct marks m;
     unsigned line, col; /* of the first marker; 0 without one */
 };
-
-/* The JSON for a test text, in an exactly-sized heap buffer (ASan sees any read past it). */
-static char *prep(const char *src, size_t *len, struct marks *m)
-{
-    size_t n = strlen(src), j = 0;
-    char *out = malloc(n + 1);
-    unsigned l = 1, c = 1;
-
-    assert_non_null(out);
-    memset(m, 0, sizeof(*m));
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)src[i];
-
-        if (ch == '`') {
-            assert_true(m->n < MAX_MARKS);
-            m->line[m->n] = l;
-            m->col[m->n++] = c;
-            continue;
-        }
-        out[j++] = ch == '\'' ? '"' : (char)ch;
-        if (ch == '\n') {
-            l++;
-            c = 1;
-        } else if ((ch & 0xC0) != 0x80) {
-            c++; /* columns count code points */
-        }
-    }
-    *len = j;
-    out = realloc(out, j ? j : 1);
-    assert_non_null(out);
-    return out;
-}
 
 static void run_load(struct run *r, const char *src, const struct sl_load_opts *o)
 {

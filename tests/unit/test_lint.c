@@ -21,6 +21,8 @@
 #include "sluice/config.h"
 #include "sluice/diag.h"
 
+#include "testkit.h"
+
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 #define MAX_WARN 3
@@ -34,43 +36,6 @@ struct lrow {
     const char *src;
     struct warn w[MAX_WARN]; /* in the order of the ` markers; none = must stay silent */
 };
-
-struct marks {
-    unsigned line[MAX_WARN], col[MAX_WARN];
-    size_t n;
-};
-
-/* The JSON for a test text, in an exactly-sized heap buffer. */
-static char *prep(const char *src, size_t *len, struct marks *m)
-{
-    size_t n = strlen(src), j = 0;
-    char *out = malloc(n + 1);
-    unsigned l = 1, c = 1;
-
-    assert_non_null(out);
-    memset(m, 0, sizeof(*m));
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)src[i];
-
-        if (ch == '`') {
-            assert_true(m->n < MAX_WARN);
-            m->line[m->n] = l;
-            m->col[m->n++] = c;
-            continue;
-        }
-        out[j++] = ch == '\'' ? '"' : (char)ch;
-        if (ch == '\n') {
-            l++;
-            c = 1;
-        } else if ((ch & 0xC0) != 0x80) {
-            c++;
-        }
-    }
-    *len = j;
-    out = realloc(out, j ? j : 1);
-    assert_non_null(out);
-    return out;
-}
 
 static const struct sl_diag *find_warning(const struct sl_diags *d, const char *path,
                                           const char *frag)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <llhttp.h>
 
@@ -491,6 +492,21 @@ static void scan_te(const struct sl_header *hd, struct framing *f)
     size_t n;
 
     f->te = true;
+    /* An empty member (",chunked") is legal list syntax that some servers read as a coding
+     * they do not know: refuse it rather than risk a framing disagreement. */
+    {
+        bool seen = false;
+
+        for (e = p; e < end; e++) {
+            if (*e == ',') {
+                f->te_bad |= !seen;
+                seen = false;
+            } else if (!is_ows((unsigned char)*e)) {
+                seen = true;
+            }
+        }
+        f->te_bad |= !seen;
+    }
     while (next_elem(&p, end, &e, &n)) {
         const char *semi = memchr(e, ';', n);
         size_t name_len = semi ? (size_t)(semi - e) : n;
@@ -668,6 +684,9 @@ int sl_http_parse_head(const char *buf, size_t len, struct sl_http_head *h)
         h->target + h->target_len + 9 != rl_end)
         return fail(h, 400, "malformed request line");
 
+    /* RFC 9112 §3.2: no fragment in a request target; servers disagree on what follows '#'. */
+    if (memchr(h->target, '#', h->target_len))
+        return fail(h, 400, "request target with a #fragment");
     if (parse_target(h, &authority))
         return SL_ERROR;
     if (check_headers(h, &conn_upgrade, &upgrade_hdr, &ws, &host_hdr))
@@ -681,6 +700,10 @@ int sl_http_parse_head(const char *buf, size_t len, struct sl_http_head *h)
         if (!authority) {
             r->host = hh;
             r->host_len = hl;
+        } else if (hl != r->host_len || strncasecmp(hh, r->host, hl)) {
+            /* The rules see the target's authority (RFC 9112 §3.2.2); a target behind us that
+             * read Host instead would see another virtual host. */
+            return fail(h, 400, "Host header differs from the request target's authority");
         }
     }
 

@@ -78,7 +78,8 @@ static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
                     return usage("too many --map options");
                 if (sl_map_entry_parse(val, &c->maps[c->n_maps]) == -1) {
                     snprintf(msg, sizeof(msg), "--map %s: expected FROM=TO with IP or IP:PORT "
-                                               "on each side (IPv6 with a port as [::1]:80)", val);
+                                               "on each side (IPv6 with a port as [::1]:80), "
+                                               "both sides of one address family", val);
                     return usage(msg);
                 }
                 c->n_maps++;

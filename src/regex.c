@@ -5,6 +5,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "sluice/common.h"
@@ -40,31 +41,63 @@ void sl_regex_free(sl_regex *re)
     pcre2_code_free(re);
 }
 
+/* PCRE2's default JIT stack (32 KiB, on the machine stack) runs out on a repeated group over a
+ * long header, and a failed match must not read as "no match" where a deny rule depends on it;
+ * 4 MiB is reserved (not committed) once per thread. */
+#define JIT_STACK_START (32 * 1024)
+#define JIT_STACK_MAX (4 * 1024 * 1024)
+
+struct sl_regex_md {
+    pcre2_match_data *md;
+    pcre2_match_context *mctx;
+    pcre2_jit_stack *stack;
+};
+
 sl_regex_md *sl_regex_md_new(void)
 {
+    sl_regex_md *m = calloc(1, sizeof(*m));
+
+    if (!m)
+        return NULL;
     /* A yes/no answer needs only the overall match pair. */
-    return pcre2_match_data_create(1, NULL);
+    m->md = pcre2_match_data_create(1, NULL);
+    m->mctx = pcre2_match_context_create(NULL);
+    m->stack = pcre2_jit_stack_create(JIT_STACK_START, JIT_STACK_MAX, NULL);
+    if (!m->md || !m->mctx) {
+        sl_regex_md_free(m);
+        return NULL;
+    }
+    if (m->stack) /* without JIT support the interpreter uses the heap instead */
+        pcre2_jit_stack_assign(m->mctx, NULL, m->stack);
+    return m;
 }
 
-void sl_regex_md_free(sl_regex_md *md)
+void sl_regex_md_free(sl_regex_md *m)
 {
-    pcre2_match_data_free(md);
+    if (!m)
+        return;
+    pcre2_jit_stack_free(m->stack);
+    pcre2_match_context_free(m->mctx);
+    pcre2_match_data_free(m->md);
+    free(m);
 }
 
-bool sl_regex_search(const sl_regex *re, const char *s, size_t len, sl_regex_md *md)
+int sl_regex_search(const sl_regex *re, const char *s, size_t len, sl_regex_md *m)
 {
     size_t jit_size = 0;
     int rc;
 
-    if (SL_UNLIKELY(!re || !md))
-        return false;
+    if (SL_UNLIKELY(!re || !m))
+        return -1;
     if (!s) {
         s = "";
         len = 0;
     }
     if (pcre2_pattern_info(re, PCRE2_INFO_JITSIZE, &jit_size) == 0 && jit_size > 0)
-        rc = pcre2_jit_match(re, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
+        rc = pcre2_jit_match(re, (PCRE2_SPTR)s, len, 0, 0, m->md, m->mctx);
     else
-        rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
-    return rc >= 0;
+        rc = pcre2_match(re, (PCRE2_SPTR)s, len, 0, 0, m->md, m->mctx);
+    if (rc >= 0)
+        return 1;
+    return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
 }

@@ -149,7 +149,9 @@ static bool cand_holds(const struct cand_test *t, const char *s, size_t n)
     case SL_OP_ENDS_WITH:
         return n >= t->vlen && bytes_eq(s + n - t->vlen, t->v, t->vlen, t->nocase);
     case SL_OP_MATCHES:
-        return sl_regex_search(t->c->re, s, n, t->md);
+        /* A match error (a PCRE2 limit) counts as no match; the JIT stack is sized so that
+         * only a pathological pattern can hit one on a request head. */
+        return sl_regex_search(t->c->re, s, n, t->md) == 1;
     case SL_OP_NONE:
         break;
     }
@@ -319,6 +321,18 @@ static size_t remove_dots(const char *in, size_t n, char *out)
     return o;
 }
 
+/* Collapses runs of '/' in place, as nginx does by default (merge_slashes): "//admin" must
+ * not slip past a rule on "/admin". Returns the new length. */
+static size_t merge_slashes(char *p, size_t n)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i < n; i++)
+        if (p[i] != '/' || o == 0 || p[o - 1] != '/')
+            p[o++] = p[i];
+    return o;
+}
+
 /* Normalises the request's path once per evaluation. */
 static void path_prepare(const struct sl_request *req, struct sl_router_scratch *s)
 {
@@ -333,9 +347,10 @@ static void path_prepare(const struct sl_request *req, struct sl_router_scratch 
     s->path_len = n;
     /* Common case: nothing to decode and no dot segment, so the path is already normal.
      * A path longer than any head the parser accepts cannot occur; it is used as is. */
-    if ((!memchr(p, '%', n) && !memchr(p, '.', n)) || n > sizeof(s->work))
+    if ((!memchr(p, '%', n) && !memchr(p, '.', n) && !memmem(p, n, "//", 2)) ||
+        n > sizeof(s->work))
         return;
-    dn = decode_unreserved(p, n, s->work);
+    dn = merge_slashes(s->work, decode_unreserved(p, n, s->work));
     s->path_len = remove_dots(s->work, dn, s->path_buf);
     s->path = s->path_buf;
 }
@@ -686,8 +701,10 @@ int sl_router_redirect_location(const struct sl_http_rule *rule, const struct sl
         path = q;
 
     put(&b, loc, (size_t)(path - loc));
-    if (path == q && req->path)
-        put(&b, req->path, req->path_len); /* a host move keeps the path */
+    /* A host move keeps the path; CONNECT's authority and OPTIONS' "*" are not paths, and
+     * appending them would let the client choose the host. */
+    if (path == q && req->path && req->path_len > 0 && req->path[0] == '/')
+        put(&b, req->path, req->path_len);
     else
         put(&b, path, (size_t)(q - path));
     put(&b, q, (size_t)(frag - q));

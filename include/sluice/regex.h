@@ -7,7 +7,8 @@
 
 #include "sluice/config-t.h" /* sl_regex */
 
-typedef struct pcre2_real_match_data_8 sl_regex_md; /* pcre2_match_data (8-bit) */
+/* Per-thread match state: match data, and a JIT stack sized for a whole request head. */
+typedef struct sl_regex_md sl_regex_md;
 
 /* Compiles <pat> (<len> bytes, UTF-8, Perl syntax). On failure returns NULL and writes
  * PCRE2's message into <err> and the offending byte offset into <*erroff>. */
@@ -17,7 +18,8 @@ void sl_regex_free(sl_regex *re);
 /* Match data for one thread; enough for a yes/no match. NULL on out-of-memory. */
 sl_regex_md *sl_regex_md_new(void);
 void sl_regex_md_free(sl_regex_md *md);
-/* Unanchored search of <re> in <s>; false on no match or a match error (e.g. limits hit). */
-bool sl_regex_search(const sl_regex *re, const char *s, size_t len, sl_regex_md *md);
+/* Unanchored search of <re> in <s>: 1 match, 0 no match, -1 a match error (a PCRE2 limit hit;
+ * with the JIT stack sized for SL_HTTP_MAX_HEAD input this takes a pathological pattern). */
+int sl_regex_search(const sl_regex *re, const char *s, size_t len, sl_regex_md *md);
 
 #endif

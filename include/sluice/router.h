@@ -23,9 +23,11 @@
  *  - EXISTS: HEADER/QUERY/COOKIE: the key is present (even with an empty value); PATH, METHOD:
  *    always; HOST: a non-empty Host.
  *  - PATH: the path without the query, normalised as RFC 3986 §6.2.2 allows without changing
- *    meaning: percent-encoded unreserved characters decoded, dot segments removed. So
- *    "/%61dmin" and "/public/../admin" are "/admin" for a rule (as the target will see them).
- *    Case-sensitive.
+ *    meaning (percent-encoded unreserved characters decoded, dot segments removed) and with
+ *    runs of '/' merged, as nginx does. So "/%61dmin", "//admin" and "/public/../admin" are
+ *    "/admin" for a rule, as such targets see them. Case-sensitive. Servers that give ';' or
+ *    "%2F" a meaning of their own (Tomcat's "/..;/", encoded slashes) can see another path:
+ *    guard those with MATCHES or refuse them at the target.
  *  - QUERY: parameters split on '&'; key and value percent-decoded, '+' read as a space;
  *    the key matches exactly (case-sensitive); a repeated key gives several candidates;
  *    values case-sensitive.

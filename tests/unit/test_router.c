@@ -190,6 +190,9 @@ static const struct cond_case cond_cases[] = {
     {SL_COND_PATH, SL_OP_EQUALS, NULL, "/admin", {.path = "/%61dmin"}, true},
     {SL_COND_PATH, SL_OP_EQUALS, NULL, "/admin", {.path = "/%61%64%6D%69%6e"}, true},
     {SL_COND_PATH, SL_OP_EQUALS, NULL, "/admin", {.path = "/public/../admin"}, true},
+    {SL_COND_PATH, SL_OP_EQUALS, NULL, "/admin", {.path = "//admin"}, true},
+    {SL_COND_PATH, SL_OP_STARTS_WITH, NULL, "/admin/", {.path = "/admin///x//y"}, true},
+    {SL_COND_PATH, SL_OP_EQUALS, NULL, "/admin", {.path = "/x//..//admin"}, true},
     {SL_COND_PATH, SL_OP_EQUALS, NULL, "/admin", {.path = "/./public/%2e%2E/admin"}, true},
     {SL_COND_PATH, SL_OP_EQUALS, NULL, "/admin", {.path = "/../../admin"}, true},
     {SL_COND_PATH, SL_OP_EQUALS, NULL, "/admin", {.path = "/admin", .query = "x=1"}, true},
@@ -776,6 +779,9 @@ static void test_redirect_location(void **state)
         /* a relative location is used as written */
         {"/maintenance", false, {.path = "/old", .query = "q=1"}, "/maintenance?q=1"},
         {"//cdn.example.com", false, {.path = "/img/a.png"}, "//cdn.example.com/img/a.png"},
+        /* CONNECT's authority and OPTIONS' "*" are not paths: never appended */
+        {"https://www.example.com", false, {.path = "evil.com:443"}, "https://www.example.com"},
+        {"https://www.example.com", false, {.path = "*"}, "https://www.example.com"},
     };
     char buf[256];
 
@@ -854,18 +860,43 @@ static void test_regex(void **state)
 
     re = sl_regex_compile("^caf\xc3\xa9$", 7, true, err, sizeof(err), &off);
     assert_non_null(re);
-    assert_true(sl_regex_search(re, "CAF\xc3\x89", 5, md)); /* Unicode caseless */
-    assert_false(sl_regex_search(re, "cafe", 4, md));
-    assert_false(sl_regex_search(re, "caf\xff", 4, md)); /* invalid UTF-8 never matches */
+    assert_int_equal(sl_regex_search(re, "CAF\xc3\x89", 5, md), 1); /* Unicode caseless */
+    assert_int_equal(sl_regex_search(re, "cafe", 4, md), 0);
+    assert_int_equal(sl_regex_search(re, "caf\xff", 4, md), 0); /* invalid UTF-8 never matches */
     sl_regex_free(re);
 
     re = sl_regex_compile("b.d", 3, false, err, sizeof(err), &off);
     assert_non_null(re);
-    assert_true(sl_regex_search(re, "xxabcdxx", 8, md));
-    assert_false(sl_regex_search(re, "xxabcdxx", 4, md)); /* length, not NUL, bounds */
-    assert_false(sl_regex_search(re, "ABCD", 4, md));
-    assert_false(sl_regex_search(re, NULL, 0, md));
+    assert_int_equal(sl_regex_search(re, "xxabcdxx", 8, md), 1);
+    assert_int_equal(sl_regex_search(re, "xxabcdxx", 4, md), 0); /* length, not NUL, bounds */
+    assert_int_equal(sl_regex_search(re, "ABCD", 4, md), 0);
+    assert_int_equal(sl_regex_search(re, NULL, 0, md), 0);
     sl_regex_free(re);
+
+    /* A repeated group over a head-sized subject: PCRE2's default 32 KiB JIT stack fails here
+     * (PCRE2_ERROR_JITSTACKLIMIT), which once made a deny rule on a long path not match. */
+    {
+        size_t n = 60000, i;
+        char *subj = malloc(n + 1);
+
+        assert_non_null(subj);
+        for (i = 0; i < n; i++)
+            subj[i] = "ab"[i & 1];
+        subj[n] = 'c';
+        re = sl_regex_compile("(a|b)*c", 7, false, err, sizeof(err), &off);
+        assert_non_null(re);
+        assert_int_equal(sl_regex_search(re, subj, n + 1, md), 1);
+        sl_regex_free(re);
+        subj[0] = '/';
+        for (i = 1; i + 2 <= 16001; i += 2)
+            memcpy(subj + i, "a/", 2);
+        memcpy(subj + 16001, "secret", 6);
+        re = sl_regex_compile("^/(?:[^/]+/)*secret", 19, false, err, sizeof(err), &off);
+        assert_non_null(re);
+        assert_int_equal(sl_regex_search(re, subj, 16007, md), 1);
+        sl_regex_free(re);
+        free(subj);
+    }
     sl_regex_md_free(md);
 }
 

@@ -1,7 +1,8 @@
 /* config: loads the IONOS resources (ALB, forwarding rules, target groups) and the `sluice`
  * block into an immutable, refcounted snapshot. Every field follows ionos-alb-api.md: type,
  * enum, range, unit, default. Every error names file:line:col and the JSON path; loading goes
- * on after an error so that one run reports all of them. Lint warnings live in config_lint.c. */
+ * on after an error so that one run reports all of them. The field readers live in
+ * config_read.c, lint warnings in config_lint.c. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -9,422 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config-int.h"
 #include "sluice/config.h"
 #include "sluice/regex.h"
 #include "sluice/router.h"
 
 #define MAX_CONFIG_FILE (64u * 1024 * 1024)
-#define PATH_DEPTH 64
-#define INT32_MAXV 2147483647LL
-
-struct ld {
-    struct sl_config *cfg;
-    struct sl_arena *a;
-    struct sl_diags *d;
-    const struct sl_jpos *pos;
-    struct sl_jpath path;
-    size_t stack[PATH_DEPTH]; /* path lengths, for locating a missing field at its parent */
-    int depth;
-    size_t n_regex_cap;
-    const struct sl_load_opts *opts;
-    /* target groups while loading: names and ids for reference errors */
-    struct sl_target_group *tg;
-    size_t n_tg;
-};
-
-/* ---- path and diagnostics -------------------------------------------------------------- */
-
-static void push_key(struct ld *ld, const char *key)
-{
-    size_t old = sl_jpath_push_key(&ld->path, key);
-
-    if (ld->depth < PATH_DEPTH)
-        ld->stack[ld->depth] = old;
-    ld->depth++;
-}
-
-static void push_index(struct ld *ld, size_t i)
-{
-    size_t old = sl_jpath_push_index(&ld->path, i);
-
-    if (ld->depth < PATH_DEPTH)
-        ld->stack[ld->depth] = old;
-    ld->depth++;
-}
-
-static void pop(struct ld *ld)
-{
-    ld->depth--;
-    if (ld->depth < PATH_DEPTH)
-        sl_jpath_pop(&ld->path, ld->stack[ld->depth]);
-}
-
-/* Position of the current path, or of its nearest ancestor that has one (a missing field is
- * reported at the object that lacks it). */
-static void locate(const struct ld *ld, unsigned *line, unsigned *col)
-{
-    char buf[SL_JPATH_MAX];
-    int i;
-
-    *line = *col = 0;
-    if (!ld->pos)
-        return;
-    if (sl_jpos_get(ld->pos, ld->path.buf, line, col))
-        return;
-    for (i = (ld->depth < PATH_DEPTH ? ld->depth : PATH_DEPTH) - 1; i >= 0; i--) {
-        size_t n = ld->stack[i];
-
-        memcpy(buf, ld->path.buf, n);
-        buf[n] = '\0';
-        if (sl_jpos_get(ld->pos, buf, line, col))
-            return;
-    }
-}
-
-static void SL_PRINTF(3, 4) diag(struct ld *ld, enum sl_diag_level lv, const char *fmt, ...)
-{
-    unsigned line, col;
-    va_list ap;
-
-    locate(ld, &line, &col);
-    va_start(ap, fmt);
-    sl_diag_vadd(ld->d, lv, line, col, ld->path.buf, fmt, ap);
-    va_end(ap);
-}
-
-#define err(ld, ...) diag((ld), SL_DIAG_ERROR, __VA_ARGS__)
-#define warn(ld, ...) diag((ld), SL_DIAG_WARNING, __VA_ARGS__)
-
-static const char *jtype(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "a value";
-}
-
-/* Compact JSON text of <v>, cut to fit a one-line message. */
-static const char *jshow(const json_t *v, char *buf, size_t n)
-{
-    char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-
-    if (!s) {
-        snprintf(buf, n, "(%s)", jtype(v));
-        return buf;
-    }
-    if (strlen(s) >= n && n > 4)
-        snprintf(buf, n, "%.*s...", (int)(n - 4), s);
-    else
-        snprintf(buf, n, "%s", s);
-    free(s);
-    return buf;
-}
-
-static void bad_type(struct ld *ld, const json_t *v, const char *want)
-{
-    char b[80];
-
-    err(ld, "must be %s, not %s (%s)", want, jtype(v), jshow(v, b, sizeof(b)));
-}
-
-/* ---- field readers: each pushes the key, reports at its path and pops ------------------ */
-
-/* Returns the member, or NULL when absent or null (null reads as absent: the API sends it). */
-static json_t *member(const json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-
-    return v && !json_is_null(v) ? v : NULL;
-}
-
-static void missing(struct ld *ld, const char *key, const char *what)
-{
-    push_key(ld, key);
-    err(ld, "missing; required: %s", what);
-    pop(ld);
-}
-
-/* 1 = read, 0 = absent (and not required), -1 = error reported. */
-static int get_str(struct ld *ld, const json_t *obj, const char *key, bool required,
-                   const char *what, const char **out)
-{
-    json_t *v = member(obj, key);
-    int rc = 1;
-
-    if (!v) {
-        if (required)
-            missing(ld, key, what);
-        return required ? -1 : 0;
-    }
-    push_key(ld, key);
-    if (!json_is_string(v)) {
-        char want[200];
-
-        snprintf(want, sizeof(want), "a string (%s)", what);
-        bad_type(ld, v, want);
-        rc = -1;
-    } else if (required && json_string_length(v) == 0) {
-        err(ld, "must not be empty; required: %s", what);
-        rc = -1;
-    } else {
-        *out = sl_arena_strndup(ld->a, json_string_value(v), json_string_length(v));
-    }
-    pop(ld);
-    return rc;
-}
-
-static int get_int(struct ld *ld, const json_t *obj, const char *key, bool required,
-                   long long min, long long max, const char *unit, long long *out)
-{
-    json_t *v = member(obj, key);
-    int rc = 1;
-    char b[80];
-
-    if (!v) {
-        if (required) {
-            push_key(ld, key);
-            err(ld, "missing; required: an integer from %lld to %lld%s%s", min, max,
-                unit ? " " : "", unit ? unit : "");
-            pop(ld);
-        }
-        return required ? -1 : 0;
-    }
-    push_key(ld, key);
-    if (json_is_string(v) && json_string_length(v) > 0 &&
-        strspn(json_string_value(v), "0123456789-") == json_string_length(v) &&
-        strpbrk(json_string_value(v), "0123456789")) {
-        err(ld, "must be an integer, not a string (%s); write it without quotes",
-            jshow(v, b, sizeof(b)));
-        rc = -1;
-    } else if (!json_is_integer(v)) {
-        bad_type(ld, v, "an integer");
-        rc = -1;
-    } else if (json_integer_value(v) < min || json_integer_value(v) > max) {
-        err(ld, "%lld is out of range; allowed: %lld to %lld%s%s", (long long)json_integer_value(v),
-            min, max, unit ? " " : "", unit ? unit : "");
-        rc = -1;
-    } else {
-        *out = json_integer_value(v);
-    }
-    pop(ld);
-    return rc;
-}
-
-static int get_bool(struct ld *ld, const json_t *obj, const char *key, bool *out)
-{
-    json_t *v = member(obj, key);
-
-    if (!v)
-        return 0;
-    push_key(ld, key);
-    if (!json_is_boolean(v)) {
-        if (json_is_string(v) && (!strcmp(json_string_value(v), "true") ||
-                                  !strcmp(json_string_value(v), "false")))
-            err(ld, "must be a boolean, not the string \"%s\"; write it without quotes",
-                json_string_value(v));
-        else
-            bad_type(ld, v, "true or false");
-        pop(ld);
-        return -1;
-    }
-    *out = json_is_true(v);
-    pop(ld);
-    return 1;
-}
-
-/* Enum values are case-sensitive, as the API's are; a case slip gets a "did you mean". */
-static int get_enum(struct ld *ld, const json_t *obj, const char *key, bool required,
-                    const char *const *names, size_t n, int *out)
-{
-    char allowed[256] = "";
-    const char *s;
-    json_t *v = member(obj, key);
-    size_t i, off = 0;
-
-    for (i = 0; i < n; i++)
-        off += (size_t)snprintf(allowed + off, sizeof(allowed) - off, "%s%s", i ? ", " : "",
-                                names[i]);
-    if (!v) {
-        if (required) {
-            push_key(ld, key);
-            err(ld, "missing; required: one of %s", allowed);
-            pop(ld);
-        }
-        return required ? -1 : 0;
-    }
-    push_key(ld, key);
-    if (!json_is_string(v)) {
-        char what[300];
-
-        snprintf(what, sizeof(what), "one of %s", allowed);
-        bad_type(ld, v, what);
-        pop(ld);
-        return -1;
-    }
-    s = json_string_value(v);
-    for (i = 0; i < n; i++) {
-        if (!strcmp(s, names[i])) {
-            *out = (int)i;
-            pop(ld);
-            return 1;
-        }
-    }
-    for (i = 0; i < n; i++)
-        if (!strcasecmp(s, names[i]))
-            break;
-    if (i < n)
-        err(ld, "\"%s\" is not one of %s (values are case-sensitive: did you mean \"%s\"?)", s,
-            allowed, names[i]);
-    else
-        err(ld, "\"%s\" is not one of %s", s, allowed);
-    pop(ld);
-    return -1;
-}
-
-static json_t *get_obj(struct ld *ld, const json_t *obj, const char *key, bool required,
-                       const char *what)
-{
-    json_t *v = member(obj, key);
-
-    if (!v) {
-        if (required)
-            missing(ld, key, what);
-        return NULL;
-    }
-    if (!json_is_object(v)) {
-        push_key(ld, key);
-        bad_type(ld, v, "an object");
-        pop(ld);
-        return NULL;
-    }
-    return v;
-}
-
-static json_t *get_arr(struct ld *ld, const json_t *obj, const char *key)
-{
-    json_t *v = member(obj, key);
-
-    if (!v)
-        return NULL;
-    if (!json_is_array(v)) {
-        push_key(ld, key);
-        bad_type(ld, v, "an array");
-        pop(ld);
-        return NULL;
-    }
-    return v;
-}
-
-static struct sl_srcloc here(struct ld *ld)
-{
-    struct sl_srcloc l = { .path = sl_arena_strdup(ld->a, ld->path.buf) };
-
-    locate(ld, &l.line, &l.col);
-    return l;
-}
-
-/* Where member <key> of the current object stands (the object itself when it is absent). */
-static struct sl_srcloc here_key(struct ld *ld, const char *key)
-{
-    struct sl_srcloc l;
-
-    push_key(ld, key);
-    l = here(ld);
-    pop(ld);
-    return l;
-}
-
-static void keep_regex(struct ld *ld, sl_regex *re)
-{
-    struct sl_config *c = ld->cfg;
-
-    if (c->n_regexes == ld->n_regex_cap) {
-        ld->n_regex_cap = ld->n_regex_cap ? 2 * ld->n_regex_cap : 8;
-        c->regexes = realloc(c->regexes, ld->n_regex_cap * sizeof(*c->regexes));
-        if (!c->regexes)
-            abort();
-    }
-    c->regexes[c->n_regexes++] = re;
-}
-
-/* Compiles a regex found at key <key> of the current object; reports PCRE2's error. */
-static sl_regex *compile_at(struct ld *ld, const char *key, const char *pat, bool caseless)
-{
-    char msg[160];
-    size_t off = 0;
-    sl_regex *re = sl_regex_compile(pat, strlen(pat), caseless, msg, sizeof(msg), &off);
-
-    if (!re) {
-        push_key(ld, key);
-        err(ld, "\"%s\" is not a valid PCRE2 regular expression: %s at offset %zu", pat, msg,
-            off);
-        pop(ld);
-        return NULL;
-    }
-    keep_regex(ld, re);
-    return re;
-}
-
-/* ---- address map ----------------------------------------------------------------------- */
-
-static int parse_map_side(const char *s, struct sl_addr *a, uint16_t *port)
-{
-    *port = 0;
-    if (sl_addr_parse(s, a) == 0)
-        return 0;
-    return sl_addr_parse_port(s, a, port);
-}
-
-int sl_map_entry_parse(const char *s, struct sl_map_entry *out)
-{
-    char buf[160];
-    const char *eq = strchr(s, '=');
-
-    if (!eq || (size_t)(eq - s) >= sizeof(buf) || strlen(eq + 1) >= sizeof(buf))
-        return -1;
-    memcpy(buf, s, (size_t)(eq - s));
-    buf[eq - s] = '\0';
-    memset(out, 0, sizeof(*out));
-    if (parse_map_side(buf, &out->from, &out->from_port) == -1 ||
-        parse_map_side(eq + 1, &out->to, &out->to_port) == -1 ||
-        out->from.family != out->to.family) /* an IPv4 listener cannot become IPv6 */
-        return -1;
-    return 0;
-}
-
-/* Maps <a>:<port> in place. Any --map entry wins over the file's addressMap (they come after
- * l->n_map_file); within one source an entry for the exact ip:port wins over one for the ip. */
-static void map_addr(const struct sl_local *l, struct sl_addr *a, uint16_t *port)
-{
-    const struct sl_map_entry *best = NULL;
-    int best_rank = 0;
-    size_t i;
-
-    for (i = 0; i < l->n_map; i++) {
-        const struct sl_map_entry *m = &l->map[i];
-        int rank;
-
-        if (!sl_addr_equal(&m->from, a) || (m->from_port && m->from_port != *port))
-            continue;
-        rank = (i >= l->n_map_file ? 2 : 0) + (m->from_port ? 1 : 0) + 1;
-        if (rank >= best_rank) {
-            best = m;
-            best_rank = rank;
-        }
-    }
-    if (!best)
-        return;
-    *a = best->to;
-    if (best->to_port)
-        *port = best->to_port;
-}
 
 /* ---- sluice block ---------------------------------------------------------------------- */
 
@@ -441,12 +32,12 @@ static void load_address_map(struct ld *ld, const json_t *obj, struct sl_map_ent
     json_object_foreach((json_t *)obj, k, val) {
         struct sl_map_entry *m = &v[*n];
 
-        push_key(ld, k);
+        cfg_push_key(ld, k);
         if (!json_is_string(val)) {
-            bad_type(ld, val, "a string: the local IP (or IP:PORT) to use instead");
-        } else if (parse_map_side(k, &m->from, &m->from_port) == -1) {
+            cfg_bad_type(ld, val, "a string: the local IP (or IP:PORT) to use instead");
+        } else if (cfg_parse_map_side(k, &m->from, &m->from_port) == -1) {
             err(ld, "\"%s\" is not an IP address or IP:PORT to map from", k);
-        } else if (parse_map_side(json_string_value(val), &m->to, &m->to_port) == -1) {
+        } else if (cfg_parse_map_side(json_string_value(val), &m->to, &m->to_port) == -1) {
             err(ld, "\"%s\" is not an IP address or IP:PORT to map to", json_string_value(val));
         } else if (m->from.family != m->to.family) {
             err(ld, "maps an IPv%d address to an IPv%d one; both sides must be of one family",
@@ -454,7 +45,7 @@ static void load_address_map(struct ld *ld, const json_t *obj, struct sl_map_ent
         } else {
             (*n)++;
         }
-        pop(ld);
+        cfg_pop(ld);
     }
 }
 
@@ -469,20 +60,20 @@ static void load_certificates(struct ld *ld, const json_t *obj)
     json_object_foreach((json_t *)obj, k, val) {
         struct sl_certificate_ref *c = &v[l->n_certificates];
 
-        push_key(ld, k);
+        cfg_push_key(ld, k);
         if (!json_is_object(val)) {
-            bad_type(ld, val, "an object with \"cert\" and \"key\" file names");
+            cfg_bad_type(ld, val, "an object with \"cert\" and \"key\" file names");
         } else {
-            int ok = get_str(ld, val, "cert", true, "the PEM certificate file", &c->cert) == 1;
+            int ok = cfg_get_str(ld, val, "cert", true, "the PEM certificate file", &c->cert) == 1;
 
-            ok &= get_str(ld, val, "key", true, "the PEM private key file", &c->key) == 1;
-            get_str(ld, val, "chain", false, "a PEM chain file", &c->chain);
+            ok &= cfg_get_str(ld, val, "key", true, "the PEM private key file", &c->key) == 1;
+            cfg_get_str(ld, val, "chain", false, "a PEM chain file", &c->chain);
             if (ok) {
                 c->ref = sl_arena_strdup(ld->a, k);
                 l->n_certificates++;
             }
         }
-        pop(ld);
+        cfg_pop(ld);
     }
     l->certificates = v;
 }
@@ -492,7 +83,7 @@ static void load_local(struct ld *ld, const json_t *root)
     struct sl_local *l = &ld->cfg->local;
     const struct sl_load_opts *o = ld->opts;
     struct sl_map_entry *map;
-    json_t *s = get_obj(ld, root, "sluice", false, NULL), *m, *sync;
+    json_t *s = cfg_get_obj(ld, root, "sluice", false, NULL), *m, *sync;
     size_t n_map = 0, i;
     long long v;
     const char *k;
@@ -500,65 +91,65 @@ static void load_local(struct ld *ld, const json_t *root)
 
     l->sync_interval_s = 10;
     l->header_timeout_ms = 10000;
-    m = s ? member(s, "addressMap") : NULL;
+    m = s ? cfg_member(s, "addressMap") : NULL;
     map = sl_arena_calloc(ld->a, (m && json_is_object(m) ? json_object_size(m) : 0) +
                                      (o ? o->n_map : 0) + 1, sizeof(*map));
     if (s) {
-        push_key(ld, "sluice");
+        cfg_push_key(ld, "sluice");
         json_object_foreach(s, k, val) {
             for (i = 0; i < SL_ARRAY_LEN(local_keys); i++)
                 if (!strcmp(k, local_keys[i]))
                     break;
             if (i == SL_ARRAY_LEN(local_keys)) {
-                push_key(ld, k);
+                cfg_push_key(ld, k);
                 warn(ld, "unknown sluice setting, ignored (known: threads, admin, addressMap, "
                          "certificates, sync, tunnelTimeout, drainTimeout, headerTimeout, "
                          "closeOnTargetDown)");
-                pop(ld);
+                cfg_pop(ld);
             }
         }
-        if (get_int(ld, s, "threads", false, 0, 1024, "(0 = one per CPU)", &v) == 1)
+        if (cfg_get_int(ld, s, "threads", false, 0, 1024, "(0 = one per CPU)", &v) == 1)
             l->threads = (unsigned)v;
-        if (get_str(ld, s, "admin", false, "an IP:PORT string", &l->admin) == 1) {
+        if (cfg_get_str(ld, s, "admin", false, "an IP:PORT string", &l->admin) == 1) {
             struct sl_addr a;
             uint16_t port;
 
             if (sl_addr_parse_port(l->admin, &a, &port) == -1) {
-                push_key(ld, "admin");
+                cfg_push_key(ld, "admin");
                 err(ld, "\"%s\" is not IP:PORT (e.g. \"127.0.0.1:9900\" or \"[::1]:9900\")",
                     l->admin);
-                pop(ld);
+                cfg_pop(ld);
             }
         }
-        if ((m = get_obj(ld, s, "addressMap", false, NULL))) {
-            push_key(ld, "addressMap");
+        if ((m = cfg_get_obj(ld, s, "addressMap", false, NULL))) {
+            cfg_push_key(ld, "addressMap");
             load_address_map(ld, m, map, &n_map);
-            pop(ld);
+            cfg_pop(ld);
         }
-        if ((m = get_obj(ld, s, "certificates", false, NULL))) {
-            push_key(ld, "certificates");
+        if ((m = cfg_get_obj(ld, s, "certificates", false, NULL))) {
+            cfg_push_key(ld, "certificates");
             load_certificates(ld, m);
-            pop(ld);
+            cfg_pop(ld);
         }
-        if ((sync = get_obj(ld, s, "sync", false, NULL))) {
-            push_key(ld, "sync");
-            get_str(ld, sync, "datacenterId", true, "the data center's UUID",
+        if ((sync = cfg_get_obj(ld, s, "sync", false, NULL))) {
+            cfg_push_key(ld, "sync");
+            cfg_get_str(ld, sync, "datacenterId", true, "the data center's UUID",
                     &l->sync_datacenter_id);
-            get_str(ld, sync, "applicationLoadBalancerId", true, "the ALB's UUID",
+            cfg_get_str(ld, sync, "applicationLoadBalancerId", true, "the ALB's UUID",
                     &l->sync_alb_id);
-            if (get_int(ld, sync, "intervalSeconds", false, 1, 86400, "seconds", &v) == 1)
+            if (cfg_get_int(ld, sync, "intervalSeconds", false, 1, 86400, "seconds", &v) == 1)
                 l->sync_interval_s = (unsigned)v;
-            pop(ld);
+            cfg_pop(ld);
         }
-        if (get_int(ld, s, "tunnelTimeout", false, 0, INT32_MAXV, "ms (0 = clientTimeout)",
+        if (cfg_get_int(ld, s, "tunnelTimeout", false, 0, INT32_MAXV, "ms (0 = clientTimeout)",
                     &v) == 1)
             l->tunnel_timeout_ms = (uint32_t)v;
-        if (get_int(ld, s, "drainTimeout", false, 0, INT32_MAXV, "ms (0 = none)", &v) == 1)
+        if (cfg_get_int(ld, s, "drainTimeout", false, 0, INT32_MAXV, "ms (0 = none)", &v) == 1)
             l->drain_timeout_ms = (uint32_t)v;
-        if (get_int(ld, s, "headerTimeout", false, 1, INT32_MAXV, "ms", &v) == 1)
+        if (cfg_get_int(ld, s, "headerTimeout", false, 1, INT32_MAXV, "ms", &v) == 1)
             l->header_timeout_ms = (uint32_t)v;
-        get_bool(ld, s, "closeOnTargetDown", &l->close_on_target_down);
-        pop(ld);
+        cfg_get_bool(ld, s, "closeOnTargetDown", &l->close_on_target_down);
+        cfg_pop(ld);
     }
     l->n_map_file = n_map;
     for (i = 0; o && i < o->n_map; i++)
@@ -573,29 +164,29 @@ static void load_local(struct ld *ld, const json_t *root)
  * key (and ".items") on the path; the caller pops with pop_collection. */
 static json_t *get_collection(struct ld *ld, const json_t *obj, const char *key, int *pushed)
 {
-    json_t *v = member(obj, key);
+    json_t *v = cfg_member(obj, key);
 
     *pushed = 0;
     if (!v)
         return NULL;
-    push_key(ld, key);
+    cfg_push_key(ld, key);
     *pushed = 1;
     if (json_is_object(v)) {
-        json_t *items = member(v, "items");
+        json_t *items = cfg_member(v, "items");
 
         if (!items) {
             /* An API collection may come without items; one resource in place of the array
              * would be silently ignored, so say so. */
-            if (member(v, "properties"))
+            if (cfg_member(v, "properties"))
                 err(ld, "must be an array of resources; this is a single one: put it in [ ]");
             return NULL;
         }
-        push_key(ld, "items");
+        cfg_push_key(ld, "items");
         *pushed = 2;
         v = items;
     }
     if (!json_is_array(v)) {
-        bad_type(ld, v, "an array (or a collection object with \"items\")");
+        cfg_bad_type(ld, v, "an array (or a collection object with \"items\")");
         return NULL;
     }
     return v;
@@ -604,7 +195,7 @@ static json_t *get_collection(struct ld *ld, const json_t *obj, const char *key,
 static void pop_n(struct ld *ld, int n)
 {
     while (n-- > 0)
-        pop(ld);
+        cfg_pop(ld);
 }
 
 /* The "properties" of a resource envelope, and its optional "id". */
@@ -614,11 +205,11 @@ static json_t *resource(struct ld *ld, const json_t *r, const char **id, const c
 
     *id = NULL;
     if (!json_is_object(r)) {
-        bad_type(ld, r, what);
+        cfg_bad_type(ld, r, what);
         return NULL;
     }
-    get_str(ld, r, "id", false, "the resource id", id);
-    p = get_obj(ld, r, "properties", true, "an object with the resource's properties");
+    cfg_get_str(ld, r, "id", false, "the resource id", id);
+    p = cfg_get_obj(ld, r, "properties", true, "an object with the resource's properties");
     return p;
 }
 
@@ -646,15 +237,15 @@ const char *sl_proxy_protocol_name(enum sl_proxy_protocol p)
 static int load_ip(struct ld *ld, const json_t *obj, const char *key, const char *what,
                    const char **text, struct sl_addr *addr)
 {
-    if (get_str(ld, obj, key, true, what, text) != 1)
+    if (cfg_get_str(ld, obj, key, true, what, text) != 1)
         return -1;
     if (sl_addr_parse(*text, addr) == -1) {
-        push_key(ld, key);
+        cfg_push_key(ld, key);
         if (strchr(*text, '/'))
             err(ld, "\"%s\" is not an IP address: write it without the /mask", *text);
         else
             err(ld, "\"%s\" is not an IPv4 or IPv6 address", *text);
-        pop(ld);
+        cfg_pop(ld);
         return -1;
     }
     return 0;
@@ -668,49 +259,50 @@ static bool load_target(struct ld *ld, const json_t *t, struct sl_target *out)
 
     out->weight = 1;
     out->health_check_enabled = true;
-    out->loc = here(ld);
+    out->loc = cfg_here(ld);
     if (!json_is_object(t)) {
-        bad_type(ld, t, "an object with ip and port");
+        cfg_bad_type(ld, t, "an object with ip and port");
         return false;
     }
     ok &= load_ip(ld, t, "ip", "the target's IP address", &out->ip, &out->addr) == 0;
-    if (get_int(ld, t, "port", true, 1, 65535, NULL, &v) == 1)
+    if (cfg_get_int(ld, t, "port", true, 1, 65535, NULL, &v) == 1)
         out->port = out->port_orig = (uint16_t)v;
     else
         ok = false;
-    if (get_int(ld, t, "weight", false, 0, 256, NULL, &v) == 1)
+    if (cfg_get_int(ld, t, "weight", false, 0, 256, NULL, &v) == 1)
         out->weight = (uint16_t)v;
-    if (get_enum(ld, t, "proxyProtocol", false, proxy_names, SL_ARRAY_LEN(proxy_names), &e) == 1)
+    if (cfg_get_enum(ld, t, "proxyProtocol", false, proxy_names, SL_ARRAY_LEN(proxy_names),
+                     &e) == 1)
         out->proxy_protocol = (enum sl_proxy_protocol)e;
-    get_bool(ld, t, "healthCheckEnabled", &out->health_check_enabled);
-    get_bool(ld, t, "maintenanceEnabled", &out->maintenance_enabled);
+    cfg_get_bool(ld, t, "healthCheckEnabled", &out->health_check_enabled);
+    cfg_get_bool(ld, t, "maintenanceEnabled", &out->maintenance_enabled);
     if (ok)
-        map_addr(&ld->cfg->local, &out->addr, &out->port);
+        cfg_map_addr(&ld->cfg->local, &out->addr, &out->port);
     return ok;
 }
 
 static void load_health(struct ld *ld, const json_t *p, struct sl_target_group *g)
 {
-    json_t *h = get_obj(ld, p, "healthCheck", false, NULL);
-    json_t *hh = get_obj(ld, p, "httpHealthCheck", false, NULL);
+    json_t *h = cfg_get_obj(ld, p, "healthCheck", false, NULL);
+    json_t *hh = cfg_get_obj(ld, p, "httpHealthCheck", false, NULL);
     long long v;
     bool has_timeout = false;
 
     g->health.check_interval_ms = 2000;
     g->health.retries = 3;
     if (h) {
-        push_key(ld, "healthCheck");
-        if (get_int(ld, h, "checkInterval", false, 1, INT32_MAXV, "ms", &v) == 1)
+        cfg_push_key(ld, "healthCheck");
+        if (cfg_get_int(ld, h, "checkInterval", false, 1, INT32_MAXV, "ms", &v) == 1)
             g->health.check_interval_ms = (uint32_t)v;
-        if (get_int(ld, h, "checkTimeout", false, 1, INT32_MAXV, "ms", &v) == 1) {
+        if (cfg_get_int(ld, h, "checkTimeout", false, 1, INT32_MAXV, "ms", &v) == 1) {
             g->health.check_timeout_ms = (uint32_t)v;
             has_timeout = true;
         }
-        if (get_int(ld, h, "retries", false, 0, 65535, NULL, &v) == 1)
+        if (cfg_get_int(ld, h, "retries", false, 0, 65535, NULL, &v) == 1)
             g->health.retries = (uint32_t)v;
-        pop(ld);
+        cfg_pop(ld);
     }
-    /* IONOS documents no default timeout; ionosctl uses 2000 ms. Either way the interval caps it. */
+    /* IONOS documents no default timeout; ionosctl uses 2000 ms. The interval caps it. */
     if (!has_timeout)
         g->health.check_timeout_ms = 2000;
     if (g->health.check_timeout_ms > g->health.check_interval_ms)
@@ -720,43 +312,46 @@ static void load_health(struct ld *ld, const json_t *p, struct sl_target_group *
         struct sl_http_health_check *c = sl_arena_calloc(ld->a, 1, sizeof(*c));
         int e;
 
-        push_key(ld, "httpHealthCheck");
-        c->loc = here(ld);
+        cfg_push_key(ld, "httpHealthCheck");
+        c->loc = cfg_here(ld);
         c->path = "/";
         c->method = SL_METHOD_GET;
-        if (get_str(ld, hh, "path", false, "a request path", &c->path) == 1 && c->path[0] != '/') {
-            push_key(ld, "path");
+        if (cfg_get_str(ld, hh, "path", false, "a request path", &c->path) == 1 &&
+            c->path[0] != '/') {
+            cfg_push_key(ld, "path");
             err(ld, "\"%s\" must start with '/'", c->path);
-            pop(ld);
+            cfg_pop(ld);
         }
-        if (get_enum(ld, hh, "method", false, method_names, SL_ARRAY_LEN(method_names), &e) == 1)
+        if (cfg_get_enum(ld, hh, "method", false, method_names, SL_ARRAY_LEN(method_names),
+                         &e) == 1)
             c->method = (enum sl_http_method)e;
-        int mt = get_enum(ld, hh, "matchType", true, match_names, SL_ARRAY_LEN(match_names), &e);
-        int rx = get_bool(ld, hh, "regex", &c->regex);
+        int mt = cfg_get_enum(ld, hh, "matchType", true, match_names,
+                              SL_ARRAY_LEN(match_names), &e);
+        int rx = cfg_get_bool(ld, hh, "regex", &c->regex);
 
         if (mt == 1)
             c->match_type = (enum sl_match_type)e;
-        get_bool(ld, hh, "negate", &c->negate);
+        cfg_get_bool(ld, hh, "negate", &c->negate);
         /* The response is judged by matchType and regex: not when either was wrong. */
-        if (get_str(ld, hh, "response", true,
+        if (cfg_get_str(ld, hh, "response", true,
                     "the expected status code or body (matchType decides)", &c->response) == 1 &&
             mt == 1 && rx != -1) {
             if (c->regex) {
-                c->re = compile_at(ld, "response", c->response, false);
+                c->re = cfg_compile_at(ld, "response", c->response, false);
             } else if (c->match_type == SL_MATCH_STATUS_CODE) {
                 char *end;
                 long code = strtol(c->response, &end, 10);
 
                 if (*end || end == c->response || code < 100 || code > 599) {
-                    push_key(ld, "response");
+                    cfg_push_key(ld, "response");
                     err(ld, "\"%s\" is not a status code; with matchType STATUS_CODE it must be "
                             "100 to 599 (or set regex: true)", c->response);
-                    pop(ld);
+                    cfg_pop(ld);
                 }
             }
         }
         g->http_check = c;
-        pop(ld);
+        cfg_pop(ld);
     }
 }
 
@@ -773,29 +368,29 @@ static void load_target_groups(struct ld *ld, const json_t *root)
         json_t *p, *ta;
         int e;
 
-        push_index(ld, i);
-        g->loc = here(ld);
+        cfg_push_index(ld, i);
+        g->loc = cfg_here(ld);
         if (!(p = resource(ld, r, &g->id, "a target group object with \"properties\""))) {
-            pop(ld);
+            cfg_pop(ld);
             continue;
         }
-        push_key(ld, "properties");
-        get_str(ld, p, "name", true, "the target group's name", &g->name);
-        if (get_enum(ld, p, "algorithm", true, algorithm_names, SL_ARRAY_LEN(algorithm_names),
+        cfg_push_key(ld, "properties");
+        cfg_get_str(ld, p, "name", true, "the target group's name", &g->name);
+        if (cfg_get_enum(ld, p, "algorithm", true, algorithm_names, SL_ARRAY_LEN(algorithm_names),
                      &e) == 1)
             g->algorithm = (enum sl_algorithm)e;
-        get_enum(ld, p, "protocol", true, http_only, 1, &e);
-        if (get_enum(ld, p, "protocolVersion", false, version_names,
+        cfg_get_enum(ld, p, "protocol", true, http_only, 1, &e);
+        if (cfg_get_enum(ld, p, "protocolVersion", false, version_names,
                      SL_ARRAY_LEN(version_names), &e) == 1)
             g->protocol_version = (enum sl_protocol_version)e;
-        g->targets_loc = here_key(ld, "targets");
-        if ((ta = get_arr(ld, p, "targets"))) {
+        g->targets_loc = cfg_here_key(ld, "targets");
+        if ((ta = cfg_get_arr(ld, p, "targets"))) {
             struct sl_target *t = sl_arena_calloc(ld->a, json_array_size(ta) + 1, sizeof(*t));
             json_t *tv;
 
-            push_key(ld, "targets");
+            cfg_push_key(ld, "targets");
             json_array_foreach(ta, j, tv) {
-                push_index(ld, j);
+                cfg_push_index(ld, j);
                 if (load_target(ld, tv, &t[g->n_targets])) {
                     for (k = 0; k < g->n_targets; k++) {
                         struct sl_addr a, b;
@@ -812,13 +407,13 @@ static void load_target_groups(struct ld *ld, const json_t *root)
                     }
                     g->n_targets++;
                 }
-                pop(ld);
+                cfg_pop(ld);
             }
             g->targets = t;
-            pop(ld);
+            cfg_pop(ld);
         }
         load_health(ld, p, g);
-        pop(ld);
+        cfg_pop(ld);
         for (k = 0; g->id && k < ld->n_tg; k++) {
             if (v[k].id && !strcmp(v[k].id, g->id)) {
                 err(ld, "duplicate target group id \"%s\" (also %s)", g->id, v[k].loc.path);
@@ -826,7 +421,7 @@ static void load_target_groups(struct ld *ld, const json_t *root)
             }
         }
         ld->n_tg++;
-        pop(ld);
+        cfg_pop(ld);
     }
     pop_n(ld, pushed);
     ld->cfg->tgroups = v;
@@ -858,60 +453,60 @@ static bool is_token(const char *s)
 static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *c)
 {
     const char *key = NULL, *value = NULL;
-    bool has_key = member(j, "key") != NULL, has_value = member(j, "value") != NULL;
+    bool has_key = cfg_member(j, "key") != NULL, has_value = cfg_member(j, "value") != NULL;
     bool ok = true;
     int e;
 
-    c->loc = here(ld);
+    c->loc = cfg_here(ld);
     if (!json_is_object(j)) {
-        bad_type(ld, j, "a condition object");
+        cfg_bad_type(ld, j, "a condition object");
         return false;
     }
-    if (get_enum(ld, j, "type", true, cond_type_names, SL_ARRAY_LEN(cond_type_names), &e) != 1)
+    if (cfg_get_enum(ld, j, "type", true, cond_type_names, SL_ARRAY_LEN(cond_type_names), &e) != 1)
         return false;
     c->type = (enum sl_cond_type)e;
     if (c->type == SL_COND_SOURCE_IP) {
         /* IONOS: condition must be null for SOURCE_IP; absent or null both read as none. */
-        if (member(j, "condition")) {
-            push_key(ld, "condition");
+        if (cfg_member(j, "condition")) {
+            cfg_push_key(ld, "condition");
             err(ld, "must be null or absent for type SOURCE_IP (the value is a CIDR the "
                     "client address must be in)");
-            pop(ld);
+            cfg_pop(ld);
             ok = false;
         }
         c->op = SL_OP_NONE;
-    } else if (get_enum(ld, j, "condition", true, cond_op_names, SL_ARRAY_LEN(cond_op_names),
+    } else if (cfg_get_enum(ld, j, "condition", true, cond_op_names, SL_ARRAY_LEN(cond_op_names),
                         &e) == 1) {
         c->op = (enum sl_cond_op)(e + 1);
     } else {
         ok = false;
     }
-    get_bool(ld, j, "negate", &c->negate);
+    cfg_get_bool(ld, j, "negate", &c->negate);
 
     if (c->type == SL_COND_HEADER || c->type == SL_COND_QUERY || c->type == SL_COND_COOKIE) {
-        if (get_str(ld, j, "key", true,
+        if (cfg_get_str(ld, j, "key", true,
                     c->type == SL_COND_HEADER ? "the header name" :
                     c->type == SL_COND_QUERY ? "the query parameter name" : "the cookie name",
                     &key) != 1) {
             ok = false;
         } else if (c->type == SL_COND_HEADER && !is_token(key)) {
-            push_key(ld, "key");
+            cfg_push_key(ld, "key");
             err(ld, "\"%s\" is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~)",
                 key);
-            pop(ld);
+            cfg_pop(ld);
             ok = false;
         }
     } else if (has_key) {
-        push_key(ld, "key");
+        cfg_push_key(ld, "key");
         err(ld, "must be null or absent for type %s (key is only for HEADER, QUERY, COOKIE)",
             cond_type_names[c->type]);
-        pop(ld);
+        cfg_pop(ld);
         ok = false;
     }
 
     if (c->type == SL_COND_SOURCE_IP) {
-        if (get_str(ld, j, "value", true, "a CIDR such as \"10.0.0.0/8\"", &value) == 1) {
-            push_key(ld, "value");
+        if (cfg_get_str(ld, j, "value", true, "a CIDR such as \"10.0.0.0/8\"", &value) == 1) {
+            cfg_push_key(ld, "value");
             if (!strchr(value, '/'))
                 err(ld, "\"%s\" is not a CIDR: IONOS requires the mask (\"%s/%d\" for one "
                         "address)", value, value, strchr(value, ':') ? 128 : 32);
@@ -921,25 +516,25 @@ static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *
             else
                 c->value = value;
             ok &= c->value != NULL;
-            pop(ld);
+            cfg_pop(ld);
         } else {
             ok = false;
         }
     } else if (c->op == SL_OP_EXISTS) {
         if (has_value) {
-            push_key(ld, "value");
+            cfg_push_key(ld, "value");
             err(ld, "must be null or absent with condition EXISTS");
-            pop(ld);
+            cfg_pop(ld);
             ok = false;
         }
     } else if (c->op != SL_OP_NONE) {
-        if (get_str(ld, j, "value", false, "the value to compare with", &value) == 1) {
+        if (cfg_get_str(ld, j, "value", false, "the value to compare with", &value) == 1) {
             c->value = value;
         } else if (!has_value) {
-            push_key(ld, "value");
+            cfg_push_key(ld, "value");
             err(ld, "missing; required with condition %s: the string to compare with",
                 cond_op_names[c->op - 1]);
-            pop(ld);
+            cfg_pop(ld);
             ok = false;
         } else {
             ok = false;
@@ -951,7 +546,7 @@ static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *
     c->key_len = key ? strlen(key) : 0;
     c->value_len = c->value ? strlen(c->value) : 0;
     c->flags = sl_router_cond_flags(c->type, c->key, c->key_len);
-    if (c->op == SL_OP_MATCHES && !(c->re = compile_at(ld, "value", c->value,
+    if (c->op == SL_OP_MATCHES && !(c->re = cfg_compile_at(ld, "value", c->value,
                                                        c->flags & SL_COND_F_NOCASE)))
         return false;
     return true;
@@ -1002,14 +597,14 @@ static bool load_http_rule(struct ld *ld, const json_t *j, struct sl_http_rule *
     bool ok = true;
     int e;
 
-    r->loc = here(ld);
+    r->loc = cfg_here(ld);
     if (!json_is_object(j)) {
-        bad_type(ld, j, "an http rule object");
+        cfg_bad_type(ld, j, "an http rule object");
         return false;
     }
-    ok &= get_str(ld, j, "name", true, "the rule's name, unique in the forwarding rule",
+    ok &= cfg_get_str(ld, j, "name", true, "the rule's name, unique in the forwarding rule",
                   &r->name) == 1;
-    if (get_enum(ld, j, "type", true, rule_type_names, SL_ARRAY_LEN(rule_type_names), &e) != 1)
+    if (cfg_get_enum(ld, j, "type", true, rule_type_names, SL_ARRAY_LEN(rule_type_names), &e) != 1)
         return false;
     r->type = (enum sl_rule_type)e;
 
@@ -1023,76 +618,76 @@ static bool load_http_rule(struct ld *ld, const json_t *j, struct sl_http_rule *
         { "contentType", 1u << SL_RULE_STATIC },
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(only); i++) {
-        if (member(j, only[i].key) && !(only[i].types & (1u << r->type))) {
-            push_key(ld, only[i].key);
+        if (cfg_member(j, only[i].key) && !(only[i].types & (1u << r->type))) {
+            cfg_push_key(ld, only[i].key);
             err(ld, "is not valid for a %s rule (only for %s)", rule_type_names[r->type],
                 !strcmp(only[i].key, "statusCode") ? "STATIC and REDIRECT" :
                 only[i].types == 1u << SL_RULE_FORWARD ? "FORWARD" :
                 only[i].types == 1u << SL_RULE_STATIC ? "STATIC" : "REDIRECT");
-            pop(ld);
+            cfg_pop(ld);
             ok = false;
         }
     }
 
     switch (r->type) {
     case SL_RULE_FORWARD:
-        if (get_str(ld, j, "targetGroup", true, "the target group's id (or name)",
+        if (cfg_get_str(ld, j, "targetGroup", true, "the target group's id (or name)",
                     &r->target_group_ref) == 1) {
-            push_key(ld, "targetGroup");
+            cfg_push_key(ld, "targetGroup");
             r->group = resolve_group(ld, r->target_group_ref);
             ok &= r->group != NULL;
-            pop(ld);
+            cfg_pop(ld);
         } else {
             ok = false;
         }
         break;
     case SL_RULE_STATIC:
         r->status_code = 503;
-        if (get_int(ld, j, "statusCode", false, 200, 599, NULL, &v) == 1)
+        if (cfg_get_int(ld, j, "statusCode", false, 200, 599, NULL, &v) == 1)
             r->status_code = (int)v;
-        ok &= get_str(ld, j, "responseMessage", true, "the response body", &r->response_message)
+        ok &= cfg_get_str(ld, j, "responseMessage", true, "the response body", &r->response_message)
               == 1;
-        get_str(ld, j, "contentType", false, "a media type such as \"text/plain\"",
+        cfg_get_str(ld, j, "contentType", false, "a media type such as \"text/plain\"",
                 &r->content_type);
         break;
     case SL_RULE_REDIRECT:
         r->status_code = 301;
-        if (member(j, "statusCode")) {
-            json_t *sc = member(j, "statusCode");
+        if (cfg_member(j, "statusCode")) {
+            json_t *sc = cfg_member(j, "statusCode");
 
             if (json_is_integer(sc) && json_integer_value(sc) != 301 &&
                 json_integer_value(sc) != 302 && json_integer_value(sc) != 303 &&
                 json_integer_value(sc) != 307 && json_integer_value(sc) != 308) {
-                push_key(ld, "statusCode");
+                cfg_push_key(ld, "statusCode");
                 err(ld, "%lld is not a redirect status; allowed: 301, 302, 303, 307, 308",
                     (long long)json_integer_value(sc));
-                pop(ld);
+                cfg_pop(ld);
                 ok = false;
-            } else if (get_int(ld, j, "statusCode", false, 301, 308, NULL, &v) == 1) {
+            } else if (cfg_get_int(ld, j, "statusCode", false, 301, 308, NULL, &v) == 1) {
                 r->status_code = (int)v;
             }
         }
-        ok &= get_str(ld, j, "location", true, "the redirect target (URL or host)",
+        ok &= cfg_get_str(ld, j, "location", true, "the redirect target (URL or host)",
                       &r->location) == 1;
-        get_bool(ld, j, "dropQuery", &r->drop_query);
+        cfg_get_bool(ld, j, "dropQuery", &r->drop_query);
         break;
     }
 
-    if ((ca = get_arr(ld, j, "conditions"))) {
+    if ((ca = cfg_get_arr(ld, j, "conditions"))) {
         struct sl_condition *c = sl_arena_calloc(ld->a, json_array_size(ca) + 1, sizeof(*c));
         json_t *cv;
         size_t i;
 
-        push_key(ld, "conditions");
+        cfg_push_key(ld, "conditions");
         json_array_foreach(ca, i, cv) {
-            push_index(ld, i);
+            cfg_push_index(ld, i);
             if (load_condition(ld, cv, &c[r->n_conds]))
                 r->n_conds++;
             else
                 ok = false;
-            pop(ld);
+            cfg_pop(ld);
         }
-        pop(ld);
+        cfg_pop(ld);
         r->conds = c;
     }
     return ok;
@@ -1106,35 +701,35 @@ static void load_frule(struct ld *ld, const json_t *r, struct sl_forwarding_rule
     long long v;
     int e;
 
-    f->loc = here(ld);
+    f->loc = cfg_here(ld);
     f->client_timeout_ms = 50000;
     if (!(p = resource(ld, r, &f->id, "a forwarding rule object with \"properties\""))) {
         *ok = false;
         return;
     }
-    push_key(ld, "properties");
-    *ok &= get_str(ld, p, "name", true, "the forwarding rule's name", &f->name) == 1;
-    *ok &= get_enum(ld, p, "protocol", true, http_only, 1, &e) == 1;
-    f->listener_ip_loc = here_key(ld, "listenerIp");
-    f->listener_port_loc = here_key(ld, "listenerPort");
+    cfg_push_key(ld, "properties");
+    *ok &= cfg_get_str(ld, p, "name", true, "the forwarding rule's name", &f->name) == 1;
+    *ok &= cfg_get_enum(ld, p, "protocol", true, http_only, 1, &e) == 1;
+    f->listener_ip_loc = cfg_here_key(ld, "listenerIp");
+    f->listener_port_loc = cfg_here_key(ld, "listenerPort");
     *ok &= load_ip(ld, p, "listenerIp", "the listener IP (one of the ALB's ips)", &f->listener_ip,
                    &f->listen) == 0;
-    if (get_int(ld, p, "listenerPort", true, 1, 65535, NULL, &v) == 1)
+    if (cfg_get_int(ld, p, "listenerPort", true, 1, 65535, NULL, &v) == 1)
         f->port = f->port_orig = (uint16_t)v;
     else
         *ok = false;
-    if (get_int(ld, p, "clientTimeout", false, 1, INT32_MAXV, "ms", &v) == 1)
+    if (cfg_get_int(ld, p, "clientTimeout", false, 1, INT32_MAXV, "ms", &v) == 1)
         f->client_timeout_ms = (uint32_t)v;
-    if ((arr = get_arr(ld, p, "serverCertificates"))) {
+    if ((arr = cfg_get_arr(ld, p, "serverCertificates"))) {
         const char **certs = sl_arena_calloc(ld->a, json_array_size(arr) + 1, sizeof(*certs));
         json_t *cv;
         size_t i, k;
 
-        push_key(ld, "serverCertificates");
+        cfg_push_key(ld, "serverCertificates");
         json_array_foreach(arr, i, cv) {
-            push_index(ld, i);
+            cfg_push_index(ld, i);
             if (!json_is_string(cv)) {
-                bad_type(ld, cv, "a certificate id (string)");
+                cfg_bad_type(ld, cv, "a certificate id (string)");
                 *ok = false;
             } else {
                 const char *ref = json_string_value(cv);
@@ -1149,30 +744,30 @@ static void load_frule(struct ld *ld, const json_t *r, struct sl_forwarding_rule
                 }
                 certs[f->n_server_certificates++] = sl_arena_strdup(ld->a, ref);
             }
-            pop(ld);
+            cfg_pop(ld);
         }
-        pop(ld);
+        cfg_pop(ld);
         f->server_certificates = certs;
     }
-    if ((arr = get_arr(ld, p, "httpRules"))) {
+    if ((arr = cfg_get_arr(ld, p, "httpRules"))) {
         struct sl_http_rule *rules = sl_arena_calloc(ld->a, json_array_size(arr) + 1,
                                                      sizeof(*rules));
         const struct sl_http_rule **order;
         json_t *rv;
         size_t i, k, n = 0;
 
-        push_key(ld, "httpRules");
+        cfg_push_key(ld, "httpRules");
         json_array_foreach(arr, i, rv) {
-            push_index(ld, i);
+            cfg_push_index(ld, i);
             if (load_http_rule(ld, rv, &rules[n])) {
                 rules[n].index = (unsigned)i;
                 for (k = 0; k < n; k++) {
                     if (!strcmp(rules[k].name, rules[n].name)) {
-                        push_key(ld, "name");
+                        cfg_push_key(ld, "name");
                         err(ld, "duplicate http rule name \"%s\" (also httpRules[%u]); names "
                                 "must be unique in a forwarding rule", rules[n].name,
                             rules[k].index);
-                        pop(ld);
+                        cfg_pop(ld);
                         *ok = false;
                     }
                 }
@@ -1180,9 +775,9 @@ static void load_frule(struct ld *ld, const json_t *r, struct sl_forwarding_rule
             } else {
                 *ok = false;
             }
-            pop(ld);
+            cfg_pop(ld);
         }
-        pop(ld);
+        cfg_pop(ld);
         /* IONOS order: every STATIC and REDIRECT rule in array order, then every FORWARD. */
         order = sl_arena_calloc(ld->a, n + 1, sizeof(*order));
         k = 0;
@@ -1197,8 +792,8 @@ static void load_frule(struct ld *ld, const json_t *r, struct sl_forwarding_rule
         f->order = order;
     }
     if (*ok)
-        map_addr(&ld->cfg->local, &f->listen, &f->port);
-    pop(ld);
+        cfg_map_addr(&ld->cfg->local, &f->listen, &f->port);
+    cfg_pop(ld);
 }
 
 static void load_frules(struct ld *ld, const json_t *root, const json_t *alb_entities)
@@ -1209,10 +804,10 @@ static void load_frules(struct ld *ld, const json_t *root, const json_t *alb_ent
     size_t total = 0, i, s, k;
 
     for (s = 0; s < 2; s++) {
-        json_t *x = src[s] ? member(src[s], keys[s]) : NULL;
+        json_t *x = src[s] ? cfg_member(src[s], keys[s]) : NULL;
 
         if (x && json_is_object(x))
-            x = member(x, "items");
+            x = cfg_member(x, "items");
         if (x && json_is_array(x))
             total += json_array_size(x);
     }
@@ -1224,15 +819,15 @@ static void load_frules(struct ld *ld, const json_t *root, const json_t *alb_ent
         if (!src[s])
             continue;
         if (s == 1) {
-            push_key(ld, "applicationLoadBalancer");
-            push_key(ld, "entities");
+            cfg_push_key(ld, "applicationLoadBalancer");
+            cfg_push_key(ld, "entities");
         }
         arr = get_collection(ld, src[s], keys[s], &pushed);
         json_array_foreach(arr, i, r) {
             struct sl_forwarding_rule *f = &v[ld->cfg->n_frules];
             bool ok = true;
 
-            push_index(ld, i);
+            cfg_push_index(ld, i);
             load_frule(ld, r, f, &ok);
             for (k = 0; ok && f->id && k < ld->cfg->n_frules; k++) {
                 if (v[k].id && !strcmp(v[k].id, f->id)) {
@@ -1243,7 +838,7 @@ static void load_frules(struct ld *ld, const json_t *root, const json_t *alb_ent
             }
             if (ok)
                 ld->cfg->n_frules++;
-            pop(ld);
+            cfg_pop(ld);
         }
         pop_n(ld, pushed);
         if (s == 1)
@@ -1257,37 +852,37 @@ static void load_frules(struct ld *ld, const json_t *root, const json_t *alb_ent
 static const json_t *load_alb(struct ld *ld, const json_t *root)
 {
     struct sl_alb *alb = &ld->cfg->alb;
-    json_t *r = member(root, "applicationLoadBalancer"), *p, *arr, *ent;
+    json_t *r = cfg_member(root, "applicationLoadBalancer"), *p, *arr, *ent;
     long long v;
     size_t i;
 
     if (!r)
         return NULL;
-    push_key(ld, "applicationLoadBalancer");
+    cfg_push_key(ld, "applicationLoadBalancer");
     alb->present = true;
-    alb->loc = here(ld);
+    alb->loc = cfg_here(ld);
     if (!(p = resource(ld, r, &alb->id, "the ALB object with \"properties\""))) {
-        pop(ld);
+        cfg_pop(ld);
         return NULL;
     }
-    push_key(ld, "properties");
-    get_str(ld, p, "name", true, "the ALB's name", &alb->name);
-    if (get_int(ld, p, "listenerLan", true, 1, INT32_MAXV, "(LAN id)", &v) == 1)
+    cfg_push_key(ld, "properties");
+    cfg_get_str(ld, p, "name", true, "the ALB's name", &alb->name);
+    if (cfg_get_int(ld, p, "listenerLan", true, 1, INT32_MAXV, "(LAN id)", &v) == 1)
         alb->listener_lan = (int)v;
-    if (get_int(ld, p, "targetLan", true, 1, INT32_MAXV, "(LAN id)", &v) == 1)
+    if (cfg_get_int(ld, p, "targetLan", true, 1, INT32_MAXV, "(LAN id)", &v) == 1)
         alb->target_lan = (int)v;
-    if ((arr = get_arr(ld, p, "ips"))) {
+    if ((arr = cfg_get_arr(ld, p, "ips"))) {
         const char **txt = sl_arena_calloc(ld->a, json_array_size(arr) + 1, sizeof(*txt));
         struct sl_addr *a = sl_arena_calloc(ld->a, json_array_size(arr) + 1, sizeof(*a));
         json_t *iv;
 
-        push_key(ld, "ips");
+        cfg_push_key(ld, "ips");
         json_array_foreach(arr, i, iv) {
             size_t n = alb->n_ips;
 
-            push_index(ld, i);
+            cfg_push_index(ld, i);
             if (!json_is_string(iv)) {
-                bad_type(ld, iv, "an IP address string");
+                cfg_bad_type(ld, iv, "an IP address string");
             } else if (sl_addr_parse(json_string_value(iv), &a[n]) == -1) {
                 err(ld, "\"%s\" is not an IPv4 or IPv6 address%s", json_string_value(iv),
                     strchr(json_string_value(iv), '/') ? ": write it without the /mask (masks "
@@ -1296,28 +891,28 @@ static const json_t *load_alb(struct ld *ld, const json_t *root)
                 uint16_t port = 0;
 
                 txt[n] = sl_arena_strdup(ld->a, json_string_value(iv));
-                map_addr(&ld->cfg->local, &a[n], &port);
+                cfg_map_addr(&ld->cfg->local, &a[n], &port);
                 alb->n_ips++;
             }
-            pop(ld);
+            cfg_pop(ld);
         }
-        pop(ld);
+        cfg_pop(ld);
         alb->ips = txt;
         alb->ip_addrs = a;
     }
-    if ((arr = get_arr(ld, p, "lbPrivateIps"))) {
+    if ((arr = cfg_get_arr(ld, p, "lbPrivateIps"))) {
         const char **txt = sl_arena_calloc(ld->a, json_array_size(arr) + 1, sizeof(*txt));
         struct sl_cidr *c = sl_arena_calloc(ld->a, json_array_size(arr) + 1, sizeof(*c));
         json_t *iv;
 
-        push_key(ld, "lbPrivateIps");
+        cfg_push_key(ld, "lbPrivateIps");
         json_array_foreach(arr, i, iv) {
             size_t n = alb->n_lb_private_ips;
             const char *s = json_is_string(iv) ? json_string_value(iv) : NULL;
 
-            push_index(ld, i);
+            cfg_push_index(ld, i);
             if (!s) {
-                bad_type(ld, iv, "an IP address with a mask, e.g. \"10.20.30.40/24\"");
+                cfg_bad_type(ld, iv, "an IP address with a mask, e.g. \"10.20.30.40/24\"");
             } else if (!strchr(s, '/')) {
                 err(ld, "\"%s\" has no mask; lbPrivateIps are written with one, e.g. \"%s/24\"",
                     s, s);
@@ -1331,27 +926,27 @@ static const json_t *load_alb(struct ld *ld, const json_t *root)
                 /* Keep the host part: it is the source address, not just the network. */
                 snprintf(ip, sizeof(ip), "%.*s", (int)(slash - s), s);
                 sl_addr_parse(ip, &c[n].addr);
-                map_addr(&ld->cfg->local, &c[n].addr, &port);
+                cfg_map_addr(&ld->cfg->local, &c[n].addr, &port);
                 txt[n] = sl_arena_strdup(ld->a, s);
                 alb->n_lb_private_ips++;
             }
-            pop(ld);
+            cfg_pop(ld);
         }
-        pop(ld);
+        cfg_pop(ld);
         alb->lb_private_ips = txt;
         alb->lb_private = c;
     }
-    get_bool(ld, p, "centralLogging", &alb->central_logging);
-    get_str(ld, p, "loggingFormat", false, "a log format string", &alb->logging_format);
-    pop(ld);
-    ent = member(r, "entities");
+    cfg_get_bool(ld, p, "centralLogging", &alb->central_logging);
+    cfg_get_str(ld, p, "loggingFormat", false, "a log format string", &alb->logging_format);
+    cfg_pop(ld);
+    ent = cfg_member(r, "entities");
     if (ent && !json_is_object(ent)) {
-        push_key(ld, "entities");
-        bad_type(ld, ent, "an object");
-        pop(ld);
+        cfg_push_key(ld, "entities");
+        cfg_bad_type(ld, ent, "an object");
+        cfg_pop(ld);
         ent = NULL;
     }
-    pop(ld);
+    cfg_pop(ld);
     return ent;
 }
 
@@ -1402,7 +997,7 @@ struct sl_config *sl_config_load_json(const char *origin, json_t *root, const st
     sl_jpath_init(&ld.path);
 
     if (!json_is_object(root)) {
-        bad_type(&ld, root, "an object with applicationLoadBalancer, forwardingRules, "
+        cfg_bad_type(&ld, root, "an object with applicationLoadBalancer, forwardingRules, "
                             "targetGroups and sluice");
         goto fail;
     }

@@ -110,7 +110,8 @@ static size_t lint_rules(const struct sl_forwarding_rule *f, struct sl_diags *d)
             }
         }
     }
-    /* A rule is dead when an earlier rule (in evaluation order) needs a subset of its conditions. */
+    /* A rule is dead when an earlier rule (in evaluation order) needs a subset of its
+     * conditions. */
     for (j = 1; j < f->n_rules; j++) {
         const struct sl_http_rule *b = f->order[j];
 

@@ -243,8 +243,9 @@ int sl_explain(const struct sl_config *c, const char *buf, size_t len,
     for (i = 0; i < f->n_rules; i++) {
         const struct sl_http_rule *r = f->order[i];
         bool holds = sl_router_rule_holds(r, &h->req, s);
-        const char *verdict = !holds ? "no match" : !winner ? "MATCH, wins"
-                                                            : "would match, but an earlier rule won";
+        const char *verdict = !holds    ? "no match"
+                              : !winner ? "MATCH, wins"
+                                        : "would match, but an earlier rule won";
 
         fprintf(out, "  %zu. \"%s\" %s (httpRules[%u]): %s\n", i + 1, r->name,
                 sl_rule_type_name(r->type), r->index, verdict);

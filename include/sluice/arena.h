@@ -17,6 +17,7 @@ void *sl_arena_alloc(struct sl_arena *a, size_t size);
 void *sl_arena_calloc(struct sl_arena *a, size_t n, size_t size);
 char *sl_arena_strdup(struct sl_arena *a, const char *s);
 char *sl_arena_strndup(struct sl_arena *a, const char *s, size_t n);
-char *sl_arena_printf(struct sl_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *sl_arena_printf(struct sl_arena *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -95,7 +95,8 @@ struct sl_forwarding_rule {
     size_t n_server_certificates;
     const struct sl_http_rule *rules;         /* array order */
     size_t n_rules;
-    const struct sl_http_rule *const *order;  /* IONOS evaluation order: STATIC/REDIRECT, then FORWARD */
+    /* IONOS evaluation order: every STATIC/REDIRECT rule, then every FORWARD rule */
+    const struct sl_http_rule *const *order;
     struct sl_srcloc loc;
     struct sl_srcloc listener_ip_loc, listener_port_loc; /* for warnings about them */
 };
@@ -128,7 +129,7 @@ struct sl_target {
 
 struct sl_health_check {
     uint32_t check_interval_ms; /* default 2000 */
-    uint32_t check_timeout_ms;  /* default 2000 (ionosctl; IONOS documents none), capped by the interval */
+    uint32_t check_timeout_ms;  /* default 2000 (ionosctl; IONOS has none), capped by interval */
     uint32_t retries;           /* default 3 */
 };
 

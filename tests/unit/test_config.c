@@ -1346,7 +1346,7 @@ static void test_load_json_without_positions(void **state)
 
 /* ---- regressions: mistakes the loader once made -------------------------------------- */
 
-/* Regression: a mistake in matchType or regex leaves the default (STATUS_CODE, no regex) in place, so
+/* Regression: a mistake in matchType or regex left the default (STATUS_CODE, no regex), so
  * the response gets a second, misleading error ("with matchType STATUS_CODE it must be 100 to
  * 599"). */
 static void test_bug_health_check_cascade(void **state)
@@ -1382,7 +1382,7 @@ static void test_bug_health_check_cascade(void **state)
                  SL_ARRAY_LEN(rows));
 }
 
-/* Regression: one resource object where an array belongs ("forwardingRules": {"properties": ...}) is
+/* Regression: one resource where an array belongs ("forwardingRules": {"properties": ...}) is
  * read as a depth-0 collection and silently ignored: the config loads without the rule. */
 static void test_bug_single_object_for_array(void **state)
 {
@@ -1413,7 +1413,7 @@ static void test_bug_single_object_for_array(void **state)
         fail_msg("%zu of %zu single objects silently ignored", bad, SL_ARRAY_LEN(srcs));
 }
 
-/* Regression: sluice.addressMap refuses to map between families, --map (sl_map_entry_parse) does not. */
+/* Regression: sluice.addressMap refused mixing address families, --map did not. */
 static void test_bug_map_entry_mixed_families(void **state)
 {
     static const char *const bad[] = { "192.0.2.1=::1", "[2001:db8::1]:80=127.0.0.1:8080" };

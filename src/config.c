@@ -437,6 +437,23 @@ static const char *const cond_op_names[] = { "EXISTS", "CONTAINS", "EQUALS", "MA
                                              "STARTS_WITH", "ENDS_WITH" };
 static const char *const rule_type_names[] = { "FORWARD", "STATIC", "REDIRECT" };
 
+const char *sl_cond_type_name(enum sl_cond_type t)
+{
+    return (unsigned)t < SL_ARRAY_LEN(cond_type_names) ? cond_type_names[t] : "?";
+}
+
+const char *sl_cond_op_name(enum sl_cond_op op)
+{
+    if (op == SL_OP_NONE)
+        return "NONE";
+    return (unsigned)op - 1 < SL_ARRAY_LEN(cond_op_names) ? cond_op_names[op - 1] : "?";
+}
+
+const char *sl_rule_type_name(enum sl_rule_type t)
+{
+    return (unsigned)t < SL_ARRAY_LEN(rule_type_names) ? rule_type_names[t] : "?";
+}
+
 static bool is_token(const char *s)
 {
     static const char tchar[] = "!#$%&'*+-.^_`|~";

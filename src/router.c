@@ -333,6 +333,16 @@ static size_t merge_slashes(char *p, size_t n)
     return o;
 }
 
+/* Whether the path needs no normalising: no '%', no '.', no "//". One pass, as this runs
+ * for every request that a PATH condition looks at. */
+static bool path_is_plain(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '%' || p[i] == '.' || (p[i] == '/' && i + 1 < n && p[i + 1] == '/'))
+            return false;
+    return true;
+}
+
 /* Normalises the request's path once per evaluation. */
 static void path_prepare(const struct sl_request *req, struct sl_router_scratch *s)
 {
@@ -347,8 +357,7 @@ static void path_prepare(const struct sl_request *req, struct sl_router_scratch 
     s->path_len = n;
     /* Common case: nothing to decode and no dot segment, so the path is already normal.
      * A path longer than any head the parser accepts cannot occur; it is used as is. */
-    if ((!memchr(p, '%', n) && !memchr(p, '.', n) && !memmem(p, n, "//", 2)) ||
-        n > sizeof(s->work))
+    if (path_is_plain(p, n) || n > sizeof(s->work))
         return;
     dn = merge_slashes(s->work, decode_unreserved(p, n, s->work));
     s->path_len = remove_dots(s->work, dn, s->path_buf);
@@ -720,59 +729,4 @@ int sl_router_redirect_location(const struct sl_http_rule *rule, const struct sl
         return -1;
     buf[b.n] = '\0';
     return (int)b.n;
-}
-
-const char *sl_cond_type_name(enum sl_cond_type t)
-{
-    switch (t) {
-    case SL_COND_HEADER:
-        return "HEADER";
-    case SL_COND_PATH:
-        return "PATH";
-    case SL_COND_QUERY:
-        return "QUERY";
-    case SL_COND_METHOD:
-        return "METHOD";
-    case SL_COND_HOST:
-        return "HOST";
-    case SL_COND_COOKIE:
-        return "COOKIE";
-    case SL_COND_SOURCE_IP:
-        return "SOURCE_IP";
-    }
-    return "?";
-}
-
-const char *sl_cond_op_name(enum sl_cond_op op)
-{
-    switch (op) {
-    case SL_OP_NONE:
-        return "NONE";
-    case SL_OP_EXISTS:
-        return "EXISTS";
-    case SL_OP_CONTAINS:
-        return "CONTAINS";
-    case SL_OP_EQUALS:
-        return "EQUALS";
-    case SL_OP_MATCHES:
-        return "MATCHES";
-    case SL_OP_STARTS_WITH:
-        return "STARTS_WITH";
-    case SL_OP_ENDS_WITH:
-        return "ENDS_WITH";
-    }
-    return "?";
-}
-
-const char *sl_rule_type_name(enum sl_rule_type t)
-{
-    switch (t) {
-    case SL_RULE_FORWARD:
-        return "FORWARD";
-    case SL_RULE_STATIC:
-        return "STATIC";
-    case SL_RULE_REDIRECT:
-        return "REDIRECT";
-    }
-    return "?";
 }

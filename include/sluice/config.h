@@ -35,7 +35,11 @@ int sl_map_entry_parse(const char *s, struct sl_map_entry *out);
  * path of what it is about. Returns the number added. */
 size_t sl_config_lint(const struct sl_config *c, struct sl_diags *d);
 
-/* Names for output. */
+/* Names for output, from the same tables the loader parses with: "HEADER", "EQUALS",
+ * "FORWARD", "ROUND_ROBIN", "v2"; sl_cond_op_name(SL_OP_NONE) is "NONE"; "?" if out of range. */
+const char *sl_cond_type_name(enum sl_cond_type t);
+const char *sl_cond_op_name(enum sl_cond_op op);
+const char *sl_rule_type_name(enum sl_rule_type t);
 const char *sl_algorithm_name(enum sl_algorithm a);
 const char *sl_proxy_protocol_name(enum sl_proxy_protocol p);
 

@@ -122,9 +122,5 @@ const struct sl_http_rule *sl_router_match(const struct sl_forwarding_rule *fr,
 int sl_router_redirect_location(const struct sl_http_rule *rule, const struct sl_request *req,
                                 char *buf, size_t len);
 
-/* Names for output: "HEADER", "EQUALS", "FORWARD"… */
-const char *sl_cond_type_name(enum sl_cond_type t);
-const char *sl_cond_op_name(enum sl_cond_op op);
-const char *sl_rule_type_name(enum sl_rule_type t);
 
 #endif

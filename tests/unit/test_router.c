@@ -12,6 +12,7 @@
 
 #include "sluice/addr.h"
 #include "sluice/common.h"
+#include "sluice/config.h"
 #include "sluice/config-t.h"
 #include "sluice/regex.h"
 #include "sluice/router.h"

@@ -12,6 +12,7 @@
 
 #include "config-int.h"
 #include "sluice/config.h"
+#include "sluice/http.h"
 #include "sluice/regex.h"
 #include "sluice/router.h"
 
@@ -454,19 +455,6 @@ const char *sl_rule_type_name(enum sl_rule_type t)
     return (unsigned)t < SL_ARRAY_LEN(rule_type_names) ? rule_type_names[t] : "?";
 }
 
-static bool is_token(const char *s)
-{
-    static const char tchar[] = "!#$%&'*+-.^_`|~";
-
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'z') ||
-              (*s && strchr(tchar, *s))))
-            return false;
-    return true;
-}
-
 static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *c)
 {
     const char *key = NULL, *value = NULL;
@@ -506,7 +494,7 @@ static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *
                     c->type == SL_COND_QUERY ? "the query parameter name" : "the cookie name",
                     &key) != 1) {
             ok = false;
-        } else if (c->type == SL_COND_HEADER && !is_token(key)) {
+        } else if (c->type == SL_COND_HEADER && !sl_http_is_token(key, strlen(key))) {
             cfg_push_key(ld, "key");
             err(ld, "\"%s\" is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~)",
                 key);

@@ -70,6 +70,16 @@ static bool is_host_char(unsigned char c)
     return is_alpha(c) || is_digit(c) || (c && memchr("-._~!$&'()*+,;=", c, 15));
 }
 
+bool sl_http_is_token(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
 static bool method_is(const struct sl_request *r, const char *lit)
 {
     return r->method_len == strlen(lit) && memcmp(r->method, lit, r->method_len) == 0;
@@ -438,33 +448,12 @@ static int parse_target(struct sl_http_head *h, bool *authority)
     return 0;
 }
 
-/* Next element of a comma-separated list, OWS trimmed; false at the end. */
-static bool next_elem(const char **p, const char *end, const char **e, size_t *elen)
-{
-    const char *s = *p, *q;
-
-    while (s < end && (is_ows((unsigned char)*s) || *s == ','))
-        s++;
-    if (s == end) {
-        *p = s;
-        return false;
-    }
-    for (q = s; q < end && *q != ','; q++)
-        ;
-    *p = q;
-    while (q > s && is_ows((unsigned char)q[-1]))
-        q--;
-    *e = s;
-    *elen = (size_t)(q - s);
-    return true;
-}
-
 static bool has_token(const struct sl_header *hd, const char *tok)
 {
     const char *p = hd->value, *end = hd->value + hd->value_len, *e;
     size_t n;
 
-    while (next_elem(&p, end, &e, &n))
+    while (sl_http_list_next(&p, end, &e, &n))
         if (eq_nocase(e, n, tok))
             return true;
     return false;
@@ -507,7 +496,7 @@ static void scan_te(const struct sl_header *hd, struct framing *f)
         }
         f->te_bad |= !seen;
     }
-    while (next_elem(&p, end, &e, &n)) {
+    while (sl_http_list_next(&p, end, &e, &n)) {
         const char *semi = memchr(e, ';', n);
         size_t name_len = semi ? (size_t)(semi - e) : n;
 
@@ -568,7 +557,7 @@ static int check_headers(struct sl_http_head *h, bool *conn_upgrade, bool *upgra
                 const char *p = v, *end = v + vn, *e;
                 size_t n;
 
-                while (next_elem(&p, end, &e, &n)) {
+                while (sl_http_list_next(&p, end, &e, &n)) {
                     const char *slash = memchr(e, '/', n);
 
                     *upgrade_hdr = true;

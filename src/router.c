@@ -8,6 +8,7 @@
 
 #include "sluice/common.h"
 #include "sluice/regex.h"
+#include "sluice/http.h"
 #include "sluice/router.h"
 
 /* The largest request head the parser accepts, plus slack for the ", " joins. */
@@ -168,27 +169,17 @@ static bool name_is(const struct sl_header *h, const char *key, size_t key_len)
     return h->name_len == key_len && ci_eq(h->name, key, key_len);
 }
 
-/* Each member of a comma-separated list, whitespace trimmed, empty members skipped. */
+/* Each member of a comma-separated list (sl_http_list_next: trimmed, empty ones skipped). */
 static bool list_holds(const struct cand_test *t, const char *v, size_t n)
 {
-    const char *p = v, *end = v + n;
+    const char *p = v, *e;
+    size_t en;
 
     if (n == 0 || !memchr(v, ',', n))
         return false; /* the single member is the whole value, already tried */
-    while (p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *a = p, *b = comma ? comma : end;
-
-        while (a < b && is_ows(*a))
-            a++;
-        while (b > a && is_ows(b[-1]))
-            b--;
-        if (b > a && cand_holds(t, a, (size_t)(b - a)))
+    while (sl_http_list_next(&p, v + n, &e, &en))
+        if (cand_holds(t, e, en))
             return true;
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
     return false;
 }
 

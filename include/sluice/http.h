@@ -25,6 +25,33 @@ struct sl_http_head {
     const char *error; /* on SL_ERROR: why, one line */
 };
 
+/* Whether <s> (<n> bytes, n > 0) is an RFC 9110 token: a valid header field name or method. */
+bool sl_http_is_token(const char *s, size_t n);
+
+/* The next member of an RFC 9110 comma-separated list in [*p, end), with optional whitespace
+ * trimmed; empty members are skipped. Returns false at the end. Inline: the router walks
+ * list headers with it for every request. */
+static inline bool sl_http_list_next(const char **p, const char *end, const char **e,
+                                     size_t *elen)
+{
+    const char *s = *p, *q;
+
+    while (s < end && (*s == ' ' || *s == '\t' || *s == ','))
+        s++;
+    if (s == end) {
+        *p = s;
+        return false;
+    }
+    for (q = s; q < end && *q != ','; q++)
+        ;
+    *p = q;
+    while (q > s && (q[-1] == ' ' || q[-1] == '\t'))
+        q--;
+    *e = s;
+    *elen = (size_t)(q - s);
+    return true;
+}
+
 /* Parses the head of the request at the start of <buf>. Returns SL_OK (head complete, spans
  * in <h> point into <buf>), SL_AGAIN (no complete head yet and under the size limit), or
  * SL_ERROR (h->status and h->error say why). */

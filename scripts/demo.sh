@@ -1,24 +1,58 @@
 #!/bin/sh
-# The demo: installs what is missing, builds, then shows sluice judging the demo config and a
-# Firefox WebSocket upgrade against it. (The data plane that serves it is the next step.)
+# The demo: installs what is missing, builds, starts two bundled WebSocket echo targets and
+# sluice in front of them on conf/demo.json, and prints how to connect. Ctrl-C stops it all.
+# DEMO_SECONDS=N stops it by itself after N seconds (for scripted runs).
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 BUILD=${BUILD:-build}
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
 
 echo "== sluice check conf/demo.json"
 "$BUILD/sluice" check conf/demo.json
 echo
-echo "== sluice explain conf/demo.json tests/data/firefox-upgrade.http"
-"$BUILD/sluice" explain conf/demo.json tests/data/firefox-upgrade.http
-echo
-echo "== sluice explain conf/demo.json tests/data/plain-get.http"
-"$BUILD/sluice" explain conf/demo.json tests/data/plain-get.http
-echo
-echo "== sluice check conf/ionos-guide.json (the IONOS guide's bodies, mapped to loopback)"
-"$BUILD/sluice" check --map 1.2.3.4:80=127.0.0.1:8080 --map 10.20.30.100:8080=127.0.0.1:9001 \
-    conf/ionos-guide.json || true
-echo
-printf '%s\n' "Try your own request:" \
-    "  printf 'GET /docs?x=1 HTTP/1.1\\r\\nHost: demo\\r\\n\\r\\n' | $BUILD/sluice explain conf/demo.json"
+
+for port in 9001 9002; do
+    "$BUILD/bench/sluice-bench" server --listen "127.0.0.1:$port" --name "echo-$port" &
+    pids="$pids $!"
+done
+"$BUILD/sluice" run conf/demo.json &
+sluice_pid=$!
+pids="$pids $sluice_pid"
+
+# Ready when the listener accepts (bounded: 10 s).
+i=0
+until /usr/bin/python3 -c 'import socket; socket.create_connection(("127.0.0.1", 8080), 0.2)' \
+        2>/dev/null; do
+    i=$((i + 1))
+    if [ $i -ge 50 ] || ! kill -0 "$sluice_pid" 2>/dev/null; then
+        echo "sluice did not start (is port 8080, 9001 or 9002 taken?)" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+
+cat <<MSG
+
+sluice is listening on 127.0.0.1:8080 in front of echo targets 127.0.0.1:9001 and :9002
+(round robin). Access log lines appear below. In another terminal:
+
+  python3 -m websockets ws://127.0.0.1:8080/     # type lines: the echo target answers
+  curl -i http://127.0.0.1:8080/                 # no Upgrade header: the STATIC rule's 426
+  curl -i http://127.0.0.1:8080/docs             # the REDIRECT rule's 302
+  $BUILD/bench/sluice-bench bulk --url ws://127.0.0.1:8080/ --seconds 3    # throughput
+
+Ctrl-C stops sluice and the targets.
+
+MSG
+if [ -n "${DEMO_SECONDS:-}" ]; then
+    sleep "$DEMO_SECONDS"
+    exit 0
+fi
+wait "$sluice_pid"

@@ -22,7 +22,7 @@
 
 static const char *const local_keys[] = {
     "threads", "admin", "addressMap", "certificates", "sync", "tunnelTimeout", "drainTimeout",
-    "headerTimeout", "closeOnTargetDown",
+    "headerTimeout", "closeOnTargetDown", "connectTimeout", "accessLog",
 };
 
 static void load_address_map(struct ld *ld, const json_t *obj, struct sl_map_entry *v, size_t *n)
@@ -92,6 +92,9 @@ static void load_local(struct ld *ld, const json_t *root)
 
     l->sync_interval_s = 10;
     l->header_timeout_ms = 10000;
+    l->connect_timeout_ms = 5000;
+    l->drain_timeout_ms = 30000;
+    l->access_log = "-";
     m = s ? cfg_member(s, "addressMap") : NULL;
     map = sl_arena_calloc(ld->a, (m && json_is_object(m) ? json_object_size(m) : 0) +
                                      (o ? o->n_map : 0) + 1, sizeof(*map));
@@ -105,7 +108,7 @@ static void load_local(struct ld *ld, const json_t *root)
                 cfg_push_key(ld, k);
                 warn(ld, "unknown sluice setting, ignored (known: threads, admin, addressMap, "
                          "certificates, sync, tunnelTimeout, drainTimeout, headerTimeout, "
-                         "closeOnTargetDown)");
+                         "closeOnTargetDown, connectTimeout, accessLog)");
                 cfg_pop(ld);
             }
         }
@@ -145,11 +148,16 @@ static void load_local(struct ld *ld, const json_t *root)
         if (cfg_get_int(ld, s, "tunnelTimeout", false, 0, INT32_MAXV, "ms (0 = clientTimeout)",
                     &v) == 1)
             l->tunnel_timeout_ms = (uint32_t)v;
-        if (cfg_get_int(ld, s, "drainTimeout", false, 0, INT32_MAXV, "ms (0 = none)", &v) == 1)
+        if (cfg_get_int(ld, s, "drainTimeout", false, 0, INT32_MAXV,
+                        "ms (0 = close everything at once on SIGTERM)", &v) == 1)
             l->drain_timeout_ms = (uint32_t)v;
         if (cfg_get_int(ld, s, "headerTimeout", false, 1, INT32_MAXV, "ms", &v) == 1)
             l->header_timeout_ms = (uint32_t)v;
         cfg_get_bool(ld, s, "closeOnTargetDown", &l->close_on_target_down);
+        if (cfg_get_int(ld, s, "connectTimeout", false, 1, INT32_MAXV, "ms", &v) == 1)
+            l->connect_timeout_ms = (uint32_t)v;
+        cfg_get_str(ld, s, "accessLog", false, "a file name, \"-\" (stdout) or \"off\"",
+                    &l->access_log);
         cfg_pop(ld);
     }
     l->n_map_file = n_map;

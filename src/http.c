@@ -606,6 +606,17 @@ static int check_headers(struct sl_http_head *h, bool *conn_upgrade, bool *upgra
             return fail(h, 400, "Transfer-Encoding does not end with chunked");
         if (f.te_unknown)
             return fail(h, 501, "unknown transfer coding");
+        h->body = SL_BODY_CHUNKED;
+    } else if (f.cl) {
+        uint64_t n = 0;
+
+        for (size_t i = 0; i < f.cl->value_len; i++) {
+            if (n > (UINT64_MAX >> 4))
+                return fail(h, 400, "Content-Length too large");
+            n = n * 10 + (uint64_t)(f.cl->value[i] - '0');
+        }
+        h->body = n ? SL_BODY_LENGTH : SL_BODY_NONE;
+        h->content_length = n;
     }
     return 0;
 }
@@ -638,6 +649,8 @@ int sl_http_parse_head(const char *buf, size_t len, struct sl_http_head *h)
     h->head_len = 0;
     h->status = 0;
     h->error = NULL;
+    h->body = SL_BODY_NONE;
+    h->content_length = 0;
 
     rc = find_head(buf, len, &start, h);
     if (rc != SL_OK)

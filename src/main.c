@@ -5,9 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "sluice/balancer.h"
 #include "sluice/config.h"
 #include "sluice/explain.h"
 #include "sluice/http.h"
+#include "sluice/log.h"
+#include "sluice/worker.h"
 
 #ifndef SL_VERSION
 #define SL_VERSION "dev"
@@ -17,6 +26,9 @@
 
 static const char usage_text[] =
     "usage:\n"
+    "  sluice run [--map FROM=TO]... [--threads N] [--admin ADDR] CONFIG\n"
+    "      run the balancer on CONFIG; SIGTERM/SIGINT stop accepting and drain (a second one\n"
+    "      closes everything at once)\n"
     "  sluice check [--strict] [--map FROM=TO]... CONFIG\n"
     "      validate and lint CONFIG; exit 0 when valid, 1 on errors (--strict: or warnings)\n"
     "  sluice explain [--listener IP:PORT] [--source IP] [--map FROM=TO]... CONFIG "
@@ -42,6 +54,8 @@ struct cli {
     struct sl_map_entry maps[MAX_MAPS];
     size_t n_maps;
     struct sl_explain_opts ex;
+    unsigned threads;
+    const char *admin;
 };
 
 /* Common option parsing; <allow> lists the options the subcommand takes. Returns 0 to go on,
@@ -59,6 +73,34 @@ static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
 
         if (!strcmp(a, "--strict") && strstr(allow, "strict")) {
             c->strict = true;
+            continue;
+        }
+        if ((!strcmp(a, "--threads") || !strcmp(a, "--admin")) && strstr(allow, "threads")) {
+            char *end;
+            long v;
+
+            if (!val) {
+                snprintf(msg, sizeof(msg), "%s needs a value", a);
+                return usage(msg);
+            }
+            i++;
+            if (!strcmp(a, "--admin")) {
+                struct sl_addr ad;
+                uint16_t port;
+
+                if (sl_addr_parse_port(val, &ad, &port) == -1) {
+                    snprintf(msg, sizeof(msg), "--admin %s: expected IP:PORT", val);
+                    return usage(msg);
+                }
+                c->admin = val;
+                continue;
+            }
+            v = strtol(val, &end, 10);
+            if (*end || v < 1 || v > 1024) {
+                snprintf(msg, sizeof(msg), "--threads %s: expected a number from 1 to 1024", val);
+                return usage(msg);
+            }
+            c->threads = (unsigned)v;
             continue;
         }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -217,10 +259,133 @@ static int cmd_explain(int argc, char **argv)
     return rc;
 }
 
+/* ---- run ---- */
+
+struct run {
+    struct event_base *base;
+    struct sl_workers *ws;
+    uint32_t drain_ms;
+    unsigned stops, ended;
+};
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct run *r = arg;
+
+    (void)what;
+    if (sig == SIGHUP) {
+        sl_log(SL_LOG_WARN, "SIGHUP: reloading is not implemented yet; the running config "
+               "stays");
+        return;
+    }
+    if (r->stops++ == 0) {
+        sl_log(SL_LOG_INFO, "%s: stopping: no new connections; open ones get up to %u ms",
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", r->drain_ms);
+        sl_workers_stop(r->ws, r->drain_ms);
+    } else {
+        sl_log(SL_LOG_INFO, "second stop signal: closing everything now");
+        sl_workers_stop(r->ws, 0);
+    }
+}
+
+static void on_worker_end(evutil_socket_t fd, short what, void *arg)
+{
+    struct run *r = arg;
+    uint64_t v;
+
+    (void)what;
+    if (read(fd, &v, sizeof(v)) != sizeof(v))
+        return;
+    r->ended += (unsigned)v;
+    if (r->ended >= sl_workers_count(r->ws))
+        event_base_loopbreak(r->base);
+}
+
+/* The open-file limit is the connection limit: take all the hard limit allows. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+            sl_log(SL_LOG_WARN, "cannot raise the open file limit: %s", strerror(errno));
+    }
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct cli c = { 0 };
+    struct run r = { 0 };
+    struct sl_diags d;
+    struct sl_config *cfg;
+    struct event *sig[3] = { NULL, NULL, NULL }, *end = NULL;
+    static const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
+    int rc;
+
+    if ((rc = parse_args(argc, argv, "map threads", &c)))
+        return rc < 0 ? 0 : rc;
+    sl_diags_init(&d, c.config);
+    cfg = load(&c, &d);
+    if (cfg)
+        sl_config_lint(cfg, &d);
+    sl_diags_sort(&d);
+    sl_diags_print(&d, stderr);
+    sl_diags_deinit(&d);
+    if (!cfg) {
+        fprintf(stderr, "sluice: %s is invalid; nothing started (see `sluice check %s`)\n",
+                c.config, c.config);
+        return 1;
+    }
+    if (c.admin || cfg->local.admin)
+        sl_log(SL_LOG_WARN, "the admin endpoint is not in this build yet; %s is not served",
+               c.admin ? c.admin : cfg->local.admin);
+    signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an EPIPE, not a death */
+    raise_nofile();
+    if (sl_log_start(cfg->local.access_log, SL_LOG_INFO) == -1) {
+        fprintf(stderr, "sluice: access log %s: %s\n", cfg->local.access_log, strerror(errno));
+        sl_config_unref(cfg);
+        return 1;
+    }
+    r.drain_ms = cfg->local.drain_timeout_ms;
+    r.base = event_base_new();
+    r.ws = r.base ? sl_workers_start(cfg, c.threads) : NULL;
+    if (!r.ws) {
+        rc = 1;
+        goto out;
+    }
+    for (int i = 0; i < 3; i++) {
+        sig[i] = evsignal_new(r.base, sigs[i], on_signal, &r);
+        if (sig[i])
+            evsignal_add(sig[i], NULL);
+    }
+    end = event_new(r.base, sl_workers_done_fd(r.ws), EV_READ | EV_PERSIST, on_worker_end, &r);
+    if (end)
+        event_add(end, NULL);
+    event_base_dispatch(r.base);
+    sl_workers_join(r.ws);
+    sl_log(SL_LOG_INFO, "stopped");
+    rc = 0;
+out:
+    for (int i = 0; i < 3; i++)
+        if (sig[i])
+            event_free(sig[i]);
+    if (end)
+        event_free(end);
+    if (r.base)
+        event_base_free(r.base);
+    sl_log_stop();
+    sl_target_states_free();
+    sl_config_unref(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
         return usage(NULL);
+    if (!strcmp(argv[1], "run"))
+        return cmd_run(argc - 2, argv + 2);
     if (!strcmp(argv[1], "check"))
         return cmd_check(argc - 2, argv + 2);
     if (!strcmp(argv[1], "explain"))

@@ -28,6 +28,29 @@ enum sl_status {
         }                                                                                 \
     } while (0)
 
+/* Why a connection or tunnel ended (haproxy CO_ER_*): shown in the access log and in the
+ * one-line body of a 502/503/504. sl_err_str() gives the text. */
+enum sl_err {
+    SL_ERR_NONE = 0,
+    SL_ERR_CLIENT_CLOSED,   /* the client closed (FIN) */
+    SL_ERR_TARGET_CLOSED,   /* the target closed (FIN) */
+    SL_ERR_CLIENT_RESET,    /* the client reset the connection or a write to it failed */
+    SL_ERR_TARGET_RESET,    /* the target reset the connection or a write to it failed */
+    SL_ERR_IDLE_TIMEOUT,    /* no bytes either way for the idle timeout */
+    SL_ERR_CONNECT_REFUSED, /* every target tried refused the connection */
+    SL_ERR_CONNECT_TIMEOUT, /* connecting to the target timed out */
+    SL_ERR_CONNECT_ERROR,   /* connect failed otherwise (unreachable, no source address) */
+    SL_ERR_NO_TARGET,       /* the group has no target that may take a connection */
+    SL_ERR_TARGET_TIMEOUT,  /* the target did not answer within the timeout */
+    SL_ERR_BAD_RESPONSE,    /* the target's response could not be parsed */
+    SL_ERR_BAD_REQUEST,     /* the client's request was refused (4xx) */
+    SL_ERR_SHUTDOWN,        /* sluice stopped and the drain period ended */
+    SL_ERR_RESOURCES,       /* out of memory, fds or pipes */
+};
+
+/* The reason as a short lower-case phrase ("target refused the connection"). */
+const char *sl_err_str(enum sl_err e);
+
 #if defined(__GNUC__)
 #define SL_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else

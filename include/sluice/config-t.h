@@ -218,9 +218,11 @@ struct sl_local {
     const char *sync_alb_id;
     unsigned sync_interval_s;     /* default 10 */
     uint32_t tunnel_timeout_ms;   /* 0 = clientTimeout */
-    uint32_t drain_timeout_ms;    /* 0 = none */
+    uint32_t drain_timeout_ms;    /* SIGTERM grace for open tunnels; default 30000, 0 = none */
     uint32_t header_timeout_ms;   /* default 10000 */
     bool close_on_target_down;    /* default false */
+    uint32_t connect_timeout_ms;  /* default 5000 */
+    const char *access_log;       /* "-" = stdout (default), "off" = none, else a file */
 };
 
 struct sl_config {

@@ -420,7 +420,9 @@ static void test_defaults(void **state)
     assert_int_equal(c->local.sync_interval_s, 10);
     assert_null(c->local.sync_datacenter_id);
     assert_int_equal(c->local.tunnel_timeout_ms, 0);
-    assert_int_equal(c->local.drain_timeout_ms, 0);
+    assert_int_equal(c->local.drain_timeout_ms, 30000);
+    assert_int_equal(c->local.connect_timeout_ms, 5000);
+    assert_string_equal(c->local.access_log, "-");
     assert_false(c->local.close_on_target_down);
     assert_int_equal(c->local.n_certificates, 0);
     run_done(&r);
@@ -1034,7 +1036,7 @@ static const struct erow erows[] = {
     { "headerTimeout 0", SLUICE("'headerTimeout': `0"), "sluice.headerTimeout",
       "0 is out of range; allowed: 1 to 2147483647 ms", NULL, 0 },
     { "drainTimeout -1", SLUICE("'drainTimeout': `-1"), "sluice.drainTimeout",
-      "-1 is out of range; allowed: 0 to 2147483647 ms (0 = none)", NULL, 0 },
+      "-1 is out of range; allowed: 0 to 2147483647 ms (0 = close everything at once on SIGTERM)", NULL, 0 },
 
     /* addresses */
     { "invalid target IP", TARGETS("{'ip': `'10.0.0.300', 'port': 80}"), P_T ".ip",

@@ -765,6 +765,126 @@ static void test_every_byte(void **state)
     }
 }
 
+
+/* ---- request body framing, response heads, the streaming body scanner ---- */
+
+static void test_request_body_kind(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n")), SL_OK);
+    assert_int_equal(hd.body, SL_BODY_LENGTH);
+    assert_int_equal(hd.content_length, 12);
+    assert_int_equal(parse(S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")), SL_OK);
+    assert_int_equal(hd.body, SL_BODY_NONE);
+    assert_int_equal(parse(S("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")),
+                     SL_OK);
+    assert_int_equal(hd.body, SL_BODY_CHUNKED);
+    assert_int_equal(parse(S("GET / HTTP/1.1\r\nHost: a\r\n\r\n")), SL_OK);
+    assert_int_equal(hd.body, SL_BODY_NONE);
+    assert_int_equal(parse(S("POST / HTTP/1.1\r\nHost: a\r\n"
+                             "Content-Length: 99999999999999999999999\r\n\r\n")), SL_ERROR);
+    assert_int_equal(hd.status, 400);
+}
+
+static struct sl_http_response rs;
+
+static int presp(const char *buf, size_t len, bool head)
+{
+    return sl_http_parse_response(buf, len, head, &rs);
+}
+
+static void test_response_heads(void **state)
+{
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A:  b \r\n\r\nhello";
+    static const char ws[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\n"
+                             "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n"
+                             "\x81\x02hi";
+
+    (void)state;
+    assert_int_equal(presp(ok, sizeof(ok) - 1, false), SL_OK);
+    assert_int_equal(rs.status, 200);
+    assert_int_equal(rs.body, SL_BODY_LENGTH);
+    assert_int_equal(rs.content_length, 5);
+    assert_int_equal(rs.head_len, sizeof(ok) - 1 - 5);
+    assert_int_equal(rs.n_headers, 2);
+    assert_span(rs.headers[1].value, rs.headers[1].value_len, "b");
+    assert_true(rs.keep_alive);
+    /* HEAD, 204 and 304 have no body whatever the headers say. */
+    assert_int_equal(presp(ok, sizeof(ok) - 1, true), SL_OK);
+    assert_int_equal(rs.body, SL_BODY_NONE);
+    assert_int_equal(presp(S("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n"), false),
+                     SL_OK);
+    assert_int_equal(rs.body, SL_BODY_NONE);
+    assert_int_equal(presp(ws, sizeof(ws) - 1, false), SL_OK);
+    assert_int_equal(rs.status, 101);
+    assert_true(rs.upgrade_websocket);
+    assert_int_equal(rs.head_len, sizeof(ws) - 1 - 4);
+    assert_int_equal(presp(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), false),
+                     SL_OK);
+    assert_int_equal(rs.body, SL_BODY_CHUNKED);
+    assert_int_equal(presp(S("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"), false), SL_OK);
+    assert_int_equal(rs.body, SL_BODY_CLOSE);
+    assert_int_equal(presp(S("HTTP/1.0 200 OK\r\nServer: x\r\n\r\n"), false), SL_OK);
+    assert_int_equal(rs.body, SL_BODY_CLOSE);
+    assert_false(rs.keep_alive);
+    assert_int_equal(presp(S("HTTP/1.1 200 OK\r\nContent-Le"), false), SL_AGAIN);
+    /* A target that could split responses is refused (502), never relayed. */
+    assert_int_equal(presp(S("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+                           false), SL_ERROR);
+    assert_int_equal(presp(S("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n"), false), SL_ERROR);
+    assert_int_equal(presp(S("HTTP/1.1 200 OK\r\nX: a\x01" "b\r\n\r\n"), false), SL_ERROR);
+    assert_int_equal(presp(S("HTTP/2 200 OK\r\n\r\n"), false), SL_ERROR);
+    assert_int_equal(presp(S("garbage\r\n\r\n"), false), SL_ERROR);
+}
+
+/* Feeds <msg> to the scanner in pieces of <step> bytes; returns where the body ended (or -1
+ * when it did not, -2 on an error). */
+static long scan_in_steps(enum sl_body_kind kind, uint64_t len, const char *msg, size_t n,
+                          size_t step)
+{
+    struct sl_http_body b;
+    size_t off = 0;
+
+    sl_http_body_init(&b, kind, len);
+    while (off < n) {
+        size_t piece = n - off < step ? n - off : step, used;
+        int rc = sl_http_body_scan(&b, msg + off, piece, &used);
+
+        if (rc == SL_ERROR)
+            return -2;
+        if (rc == SL_OK)
+            return (long)(off + used);
+        assert_int_equal(used, piece);
+        off += piece;
+    }
+    return -1;
+}
+
+static void test_body_scan(void **state)
+{
+    static const char chunked[] = "5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n"
+                                  "0\r\nTrailer: x\r\n\r\nGET /next";
+    static const char *const bad[] = {
+        "5\r\nhelloX\r\n0\r\n\r\n", "5\nhello\r\n0\r\n\r\n", "x\r\n\r\n", "\r\n",
+        "0\r\n\n", "0\r\nTrailer: x\n\r\n", "10000000000000000\r\n", "0\r\n folded\r\n\r\n",
+    };
+    size_t body_len = sizeof(chunked) - 1 - strlen("GET /next");
+
+    (void)state;
+    for (size_t step = 1; step <= sizeof(chunked); step++) {
+        assert_int_equal(scan_in_steps(SL_BODY_CHUNKED, 0, chunked, sizeof(chunked) - 1, step),
+                         (long)body_len);
+        assert_int_equal(scan_in_steps(SL_BODY_LENGTH, 7, chunked, sizeof(chunked) - 1, step),
+                         7);
+    }
+    assert_int_equal(scan_in_steps(SL_BODY_LENGTH, 100, chunked, 50, 7), -1);
+    assert_int_equal(scan_in_steps(SL_BODY_CLOSE, 0, chunked, sizeof(chunked) - 1, 9), -1);
+    assert_int_equal(scan_in_steps(SL_BODY_NONE, 0, chunked, sizeof(chunked) - 1, 9), 0);
+    for (size_t i = 0; i < SL_ARRAY_LEN(bad); i++)
+        assert_int_equal(scan_in_steps(SL_BODY_CHUNKED, 0, bad[i], strlen(bad[i]), 3), -2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -794,6 +914,9 @@ int main(void)
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_every_byte),
+        cmocka_unit_test(test_request_body_kind),
+        cmocka_unit_test(test_response_heads),
+        cmocka_unit_test(test_body_scan),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,1145 @@
+/* sluice-bench's load generators: bulk (pipelined echo throughput), rr (request/response
+ * latency), upgrades (connect + handshake + close rate) and idle (many open, quiet tunnels).
+ * One event_base per thread, each owning a share of the connections; every phase ends on a
+ * timer, so every mode is bounded in time. The client masks every frame with a fresh random
+ * key (RFC 6455 5.3), 8 bytes at a time, from one shared read-only pattern. */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "sluice/common.h"
+#include "ws.h"
+
+#define CLI_RBUF_BULK (256 * 1024)
+#define CLI_SBUF_MIN (256 * 1024)
+#define CLI_RBUF_SMALL 4096 /* idle and upgrades: a 101 head and control frames */
+#define CLI_CTL (2 * (WS_HDR_MAX + WS_CONTROL_MAX))
+#define CLI_HANDSHAKE_MS 10000
+#define CLI_CLOSE_MS 5000
+#define CLI_PING_MS 10000
+#define CLI_OPEN_DEADLINE_S 120 /* the whole open phase, whatever the per-handshake timeouts */
+#define CLI_MAX_THREADS 64
+#define CLI_MAX_CONNS 1000000
+#define CLI_MAX_SIZE (1ULL << 30)
+#define CLI_HIST (64 + 58 * 64) /* log-linear latency buckets, ~1.6% wide (see hist_index) */
+
+static const char ping_payload[] = "sluice-bench ping";
+
+enum cli_mode {
+    CM_BULK = 0,
+    CM_RR,
+    CM_UPGRADES,
+    CM_IDLE,
+};
+
+enum cli_state {
+    CST_DEAD = 0, /* no socket */
+    CST_CONNECTING,
+    CST_HANDSHAKE, /* request sent, waiting for the 101 */
+    CST_OPEN,
+    CST_CLOSING, /* our close frame sent (upgrades), waiting for the server's */
+};
+
+enum cli_phase {
+    PH_OPEN = 0,
+    PH_RUN,
+    PH_PING,
+};
+
+struct cli_opts {
+    enum cli_mode mode;
+    const char *name;
+    char host[300], path[1024];
+    const char *protocol;
+    struct sockaddr_storage dst;
+    socklen_t dst_len;
+    uint64_t size;
+    double seconds, hold;
+    unsigned conns, threads, window, concurrency;
+    bool verify, json;
+    struct sockaddr_in *src;
+    unsigned n_src;
+};
+
+struct cworker;
+
+struct cconn {
+    struct cworker *w;
+    unsigned idx;  /* global, picks the source address */
+    unsigned uses; /* upgrades: connections this slot has made (cli_start keeps it) */
+    int fd;
+    enum cli_state st;
+    struct event *rev, *wev;
+    uint8_t *rbuf, *sbuf;
+    size_t rlen, rpos, slen, soff, clen, head_scan;
+    uint8_t ctl[CLI_CTL]; /* control frames waiting for a frame boundary in sbuf */
+    char accept[WS_ACCEPT_LEN + 1];
+    uint64_t t0; /* rr: when the message went out */
+    uint64_t remain, msg_len;
+    unsigned inflight;
+    bool in_payload, in_msg, frame_fin, ping_sent, pong_ok;
+};
+
+struct client;
+
+struct cworker {
+    struct client *cl;
+    pthread_t tid;
+    struct event_base *base;
+    struct cconn *c;
+    unsigned n, first;
+    unsigned next, pending, limit; /* open phase */
+    bool in_open_next, running;
+    enum cli_phase ph;
+    unsigned waiting; /* ping phase: pongs outstanding */
+    uint64_t rng;
+    unsigned opened, open_failed, pongs;
+    uint64_t bytes, msgs, upgrades, failed, errors;
+    uint64_t open_done_ns, run_ns;
+    uint64_t *hist;
+    char first_err[200];
+};
+
+struct client {
+    struct cli_opts o;
+    struct cworker *w;
+    uint8_t *pattern;
+    size_t rcap, scap;
+    pthread_barrier_t barrier;
+    atomic_uint open_failed;
+    uint64_t t_start;
+};
+
+static void cli_start(struct cconn *c);
+static void cli_open_next(struct cworker *w);
+static int cli_send(struct cconn *c);
+
+static void cli_error(struct cworker *w, const char *fmt, ...) SL_PRINTF(2, 3);
+
+static void cli_error(struct cworker *w, const char *fmt, ...)
+{
+    va_list ap;
+
+    w->errors++;
+    if (w->first_err[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(w->first_err, sizeof(w->first_err), fmt, ap);
+    va_end(ap);
+}
+
+/* Log-linear buckets: exact below 64 ns, then 64 per power of two. */
+static unsigned hist_index(uint64_t v)
+{
+    unsigned e;
+
+    if (v < 64)
+        return (unsigned)v;
+    e = 63 - (unsigned)__builtin_clzll(v);
+    return 64 + (e - 6) * 64 + (unsigned)((v >> (e - 6)) - 64);
+}
+
+static uint64_t hist_value(unsigned i)
+{
+    unsigned e;
+
+    if (i < 64)
+        return i;
+    e = (i - 64) / 64 + 6;
+    /* the middle of the bucket */
+    return ((64 + (uint64_t)((i - 64) % 64)) << (e - 6)) + ((1ULL << (e - 6)) >> 1);
+}
+
+static double hist_pct(const uint64_t *h, uint64_t total, double p)
+{
+    uint64_t want = (uint64_t)(p * (double)total), acc = 0;
+
+    if (total == 0)
+        return 0;
+    if (want >= total)
+        want = total - 1;
+    for (unsigned i = 0; i < CLI_HIST; i++) {
+        acc += h[i];
+        if (acc > want)
+            return (double)hist_value(i);
+    }
+    return 0;
+}
+
+/* Closes the socket; the struct stays, ready for cli_start. */
+static void cli_close(struct cconn *c)
+{
+    if (c->rev)
+        event_free(c->rev);
+    if (c->wev)
+        event_free(c->wev);
+    c->rev = c->wev = NULL;
+    if (c->fd != -1)
+        close(c->fd);
+    c->fd = -1;
+    c->st = CST_DEAD;
+}
+
+static void cli_on_restart(evutil_socket_t fd, short what, void *arg)
+{
+    struct cconn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->w->running)
+        cli_start(c);
+}
+
+/* A connection ended, with the reason <err> or normally (NULL). After this the caller must not
+ * touch <c>: an upgrades slot may already be on its next connection. */
+static void cli_end(struct cconn *c, const char *err)
+{
+    struct cworker *w = c->w;
+    enum cli_state st = c->st;
+
+    cli_close(c);
+    if (st == CST_CONNECTING || st == CST_HANDSHAKE) {
+        if (w->ph == PH_OPEN) {
+            cli_error(w, "connection %u: %s", c->idx, err);
+            w->open_failed++;
+            w->pending--;
+            cli_open_next(w);
+            return;
+        }
+    }
+    if (w->cl->o.mode == CM_UPGRADES) {
+        if (err && w->running) {
+            w->failed++;
+            cli_error(w, "upgrade: %s", err);
+        }
+        /* From the loop, not from here: a connect that fails at once would recurse. */
+        if (w->running) {
+            struct timeval now = {0, 0};
+
+            event_base_once(w->base, -1, EV_TIMEOUT, cli_on_restart, c, &now);
+        }
+        return;
+    }
+    if (err)
+        cli_error(w, "connection %u: %s", c->idx, err);
+    if (w->ph == PH_PING && c->ping_sent && !c->pong_ok && --w->waiting == 0)
+        event_base_loopbreak(w->base);
+}
+
+static void cli_fail_errno(struct cconn *c, const char *what)
+{
+    char msg[160];
+
+    snprintf(msg, sizeof(msg), "%s: %s", what, strerror(errno));
+    cli_end(c, msg);
+}
+
+/* Appends a masked control frame to c->ctl. */
+static void cli_ctl(struct cconn *c, uint8_t op, const void *payload, size_t len)
+{
+    uint64_t r = bench_rand(&c->w->rng);
+    uint8_t key[4];
+    size_t h;
+
+    if (c->clen + WS_HDR_MAX + len > sizeof(c->ctl))
+        return; /* the peer pings faster than we can answer: drop a pong */
+    memcpy(key, &r, 4);
+    h = ws_frame_header(c->ctl + c->clen, WS_FIN | op, len, key);
+    ws_mask(c->ctl + c->clen + h, payload, len, key, 0);
+    c->clen += h + len;
+}
+
+/* Appends one masked data message (the pattern's first <size> bytes) to c->sbuf. */
+static void cli_append_msg(struct cconn *c)
+{
+    struct client *cl = c->w->cl;
+    uint64_t r = bench_rand(&c->w->rng);
+    uint8_t key[4];
+    size_t h;
+
+    memcpy(key, &r, 4);
+    h = ws_frame_header(c->sbuf + c->slen, WS_FIN | WS_OP_BINARY, cl->o.size, key);
+    ws_mask(c->sbuf + c->slen + h, cl->pattern, cl->o.size, key, 0);
+    c->slen += h + cl->o.size;
+    c->inflight++;
+    c->t0 = bench_now_ns();
+}
+
+/* Writes what is queued, refilling the send buffer with messages while the window allows.
+ * Returns -1 if <c> ended. */
+static int cli_send(struct cconn *c)
+{
+    struct client *cl = c->w->cl;
+    size_t fsz = ws_frame_hlen(cl->o.size, true) + cl->o.size;
+
+    for (;;) {
+        ssize_t n;
+
+        if (c->soff == c->slen) {
+            c->soff = c->slen = 0;
+            if (c->clen) {
+                memcpy(c->sbuf, c->ctl, c->clen);
+                c->slen = c->clen;
+                c->clen = 0;
+            }
+            if (c->w->running && (cl->o.mode == CM_BULK || cl->o.mode == CM_RR)) {
+                while (c->inflight < cl->o.window && c->slen + fsz <= cl->scap)
+                    cli_append_msg(c);
+            }
+            if (c->slen == 0) {
+                event_del(c->wev);
+                return 0;
+            }
+        }
+        n = write(c->fd, c->sbuf + c->soff, c->slen - c->soff);
+        if (n == -1) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                event_add(c->wev, NULL);
+                return 0;
+            }
+            cli_fail_errno(c, "write");
+            return -1;
+        }
+        c->soff += (size_t)n;
+    }
+}
+
+/* A whole message has come back. Returns -1 if <c> ended. */
+static int cli_on_message(struct cconn *c)
+{
+    struct cworker *w = c->w;
+    struct client *cl = w->cl;
+
+    c->in_msg = false;
+    if (cl->o.mode != CM_BULK && cl->o.mode != CM_RR)
+        return 0;
+    if (c->msg_len != cl->o.size || c->inflight == 0) {
+        char msg[120];
+
+        snprintf(msg, sizeof(msg), "echo of %llu bytes, expected %llu",
+                 (unsigned long long)c->msg_len, (unsigned long long)cl->o.size);
+        cli_end(c, msg);
+        return -1;
+    }
+    c->inflight--;
+    if (!w->running)
+        return 0;
+    w->msgs++;
+    if (cl->o.mode == CM_RR)
+        w->hist[hist_index(bench_now_ns() - c->t0)]++;
+    return cli_send(c);
+}
+
+/* Reads the server's frames in c->rbuf. Returns -1 if <c> ended. */
+static int cli_frames(struct cconn *c)
+{
+    struct cworker *w = c->w;
+    struct client *cl = w->cl;
+
+    for (;;) {
+        uint8_t *p = c->rbuf + c->rpos, *pl;
+        size_t avail = c->rlen - c->rpos;
+        struct ws_frame f;
+        int r;
+
+        if (c->in_payload) {
+            size_t n = avail < c->remain ? avail : (size_t)c->remain;
+
+            if (n == 0)
+                break;
+            if (cl->o.verify &&
+                (c->msg_len + n > cl->o.size || memcmp(p, cl->pattern + c->msg_len, n) != 0)) {
+                cli_end(c, "echo differs from what was sent");
+                return -1;
+            }
+            c->msg_len += n;
+            if (w->running)
+                w->bytes += n;
+            c->rpos += n;
+            c->remain -= n;
+            c->in_payload = c->remain > 0;
+            if (!c->in_payload && c->frame_fin && cli_on_message(c) < 0)
+                return -1;
+            continue;
+        }
+        r = ws_frame_parse(p, avail, &f);
+        if (r == 0)
+            break;
+        if (r < 0 || f.masked || f.rsv) {
+            cli_end(c, "bad frame from the server (masked, reserved bits or length)");
+            return -1;
+        }
+        if (f.opcode >= WS_OP_CLOSE) {
+            if (f.opcode > WS_OP_PONG || !f.fin || f.len > WS_CONTROL_MAX) {
+                cli_end(c, "bad control frame from the server");
+                return -1;
+            }
+            if (avail < f.hlen + f.len)
+                break;
+            pl = p + f.hlen;
+            c->rpos += f.hlen + (size_t)f.len;
+            if (f.opcode == WS_OP_PING) {
+                cli_ctl(c, WS_OP_PONG, pl, (size_t)f.len);
+                if (cli_send(c) < 0)
+                    return -1;
+            } else if (f.opcode == WS_OP_PONG) {
+                if (c->ping_sent && !c->pong_ok && f.len == sizeof(ping_payload) - 1 &&
+                    memcmp(pl, ping_payload, f.len) == 0) {
+                    c->pong_ok = true;
+                    w->pongs++;
+                    if (w->ph == PH_PING && --w->waiting == 0)
+                        event_base_loopbreak(w->base);
+                }
+            } else {
+                /* The server closes: the end of an upgrades round trip, else an error. */
+                if (c->st == CST_CLOSING) {
+                    cli_end(c, NULL);
+                } else {
+                    char msg[80];
+                    unsigned code = f.len >= 2 ? (unsigned)pl[0] << 8 | pl[1] : 1005;
+
+                    snprintf(msg, sizeof(msg), "server sent close %u", code);
+                    cli_end(c, msg);
+                }
+                return -1;
+            }
+            continue;
+        }
+        if (f.opcode > WS_OP_BINARY || (f.opcode == WS_OP_CONT) != c->in_msg) {
+            cli_end(c, "bad data frame sequence from the server");
+            return -1;
+        }
+        if (f.opcode != WS_OP_CONT) {
+            c->in_msg = true;
+            c->msg_len = 0;
+        }
+        c->rpos += f.hlen;
+        c->frame_fin = f.fin;
+        c->remain = f.len;
+        c->in_payload = f.len > 0;
+        if (!c->in_payload && f.fin && cli_on_message(c) < 0)
+            return -1;
+    }
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0;
+    } else if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    return 0;
+}
+
+/* The 101 is in: the connection is open. */
+static void cli_opened(struct cconn *c)
+{
+    struct cworker *w = c->w;
+
+    c->st = CST_OPEN;
+    event_del(c->rev); /* drop the handshake timeout */
+    event_add(c->rev, NULL);
+    if (w->cl->o.mode == CM_UPGRADES) {
+        static const uint8_t code_1000[2] = {0x03, 0xe8};
+        struct timeval tv = {CLI_CLOSE_MS / 1000, 0};
+
+        if (w->running)
+            w->upgrades++;
+        c->st = CST_CLOSING;
+        event_add(c->rev, &tv);
+        cli_ctl(c, WS_OP_CLOSE, code_1000, 2);
+        cli_send(c);
+        return;
+    }
+    if (w->ph == PH_OPEN) {
+        w->opened++;
+        w->pending--;
+        cli_open_next(w);
+    }
+}
+
+/* Checks the 101 in rbuf; returns the head's length, 0 if incomplete, -1 after cli_end. */
+static long cli_handshake(struct cconn *c)
+{
+    const char *p = (const char *)c->rbuf, *cur, *end;
+    size_t n = ws_head_end(p, c->rlen, c->head_scan), sl;
+    struct ws_hdr h;
+    bool accept_ok = false, upgrade_ok = false;
+    char msg[160];
+    int r;
+
+    if (n == 0) {
+        c->head_scan = c->rlen;
+        if (c->rlen == c->w->cl->rcap) {
+            cli_end(c, "response head too large");
+            return -1;
+        }
+        return 0;
+    }
+    end = p + n;
+    cur = memchr(p, '\n', n);
+    sl = (size_t)(cur - p);
+    while (sl > 0 && (p[sl - 1] == '\r'))
+        sl--;
+    if (sl < 12 || memcmp(p, "HTTP/1.1 101", 12) != 0) {
+        snprintf(msg, sizeof(msg), "handshake answered \"%.*s\"", (int)(sl > 80 ? 80 : sl), p);
+        cli_end(c, msg);
+        return -1;
+    }
+    cur++;
+    while ((r = ws_head_next(&cur, end, &h)) == 1) {
+        if (ws_hdr_is(&h, "Sec-WebSocket-Accept"))
+            accept_ok = h.val_len == WS_ACCEPT_LEN && memcmp(h.val, c->accept, h.val_len) == 0;
+        else if (ws_hdr_is(&h, "Upgrade"))
+            upgrade_ok = ws_list_has(h.val, h.val_len, "websocket");
+    }
+    if (r < 0 || !accept_ok || !upgrade_ok) {
+        cli_end(c, r < 0        ? "malformed 101 head"
+                   : !accept_ok ? "101 with a wrong Sec-WebSocket-Accept"
+                                : "101 without Upgrade: websocket");
+        return -1;
+    }
+    return (long)n;
+}
+
+static void cli_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct cconn *c = arg;
+    ssize_t n;
+    long hl;
+
+    if (what & EV_TIMEOUT) {
+        if (c->st == CST_CLOSING)
+            cli_end(c, "no close frame from the server");
+        else
+            cli_end(c, "no 101 within the handshake timeout");
+        return;
+    }
+    n = read(fd, c->rbuf + c->rlen, c->w->cl->rcap - c->rlen);
+    if (n == -1) {
+        if (errno != EAGAIN && errno != EINTR)
+            cli_fail_errno(c, "read");
+        return;
+    }
+    if (n == 0) {
+        cli_end(c, c->st == CST_HANDSHAKE ? "closed before the 101" : "closed by the server");
+        return;
+    }
+    c->rlen += (size_t)n;
+    if (c->st == CST_HANDSHAKE) {
+        hl = cli_handshake(c);
+        if (hl <= 0)
+            return;
+        c->rpos = (size_t)hl;
+        cli_opened(c);
+        if (c->st == CST_DEAD)
+            return;
+    }
+    cli_frames(c);
+}
+
+static void cli_send_request(struct cconn *c)
+{
+    struct cli_opts *o = &c->w->cl->o;
+    char req[2048], key[WS_KEY_LEN + 1];
+    uint64_t r[2] = {bench_rand(&c->w->rng), bench_rand(&c->w->rng)};
+    int n;
+
+    ws_make_key((const uint8_t *)r, key);
+    ws_accept(key, WS_KEY_LEN, c->accept);
+    n = snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s%s%s"
+                 "User-Agent: sluice-bench\r\n\r\n",
+                 o->path, o->host, key, o->protocol ? "Sec-WebSocket-Protocol: " : "",
+                 o->protocol ? o->protocol : "", o->protocol ? "\r\n" : "");
+    /* A fresh socket's send buffer takes a 2 KiB request whole. */
+    if (write(c->fd, req, (size_t)n) != n) {
+        cli_fail_errno(c, "sending the handshake");
+        return;
+    }
+    c->st = CST_HANDSHAKE;
+    event_del(c->wev);
+    {
+        struct timeval tv = {CLI_HANDSHAKE_MS / 1000, 0};
+
+        event_add(c->rev, &tv);
+    }
+}
+
+static void cli_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct cconn *c = arg;
+    socklen_t len = sizeof(int);
+    int err = 0;
+
+    if (c->st == CST_CONNECTING) {
+        if (what & EV_TIMEOUT) {
+            cli_end(c, "connect timed out");
+            return;
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1 || err) {
+            errno = err ? err : errno;
+            cli_fail_errno(c, "connect");
+            return;
+        }
+        cli_send_request(c);
+        return;
+    }
+    cli_send(c);
+}
+
+static void cli_start(struct cconn *c)
+{
+    struct cworker *w = c->w;
+    struct cli_opts *o = &w->cl->o;
+    struct timeval tv = {CLI_HANDSHAKE_MS / 1000, 0};
+    int one = 1;
+
+    memset(&c->rlen, 0, sizeof(*c) - offsetof(struct cconn, rlen));
+    c->fd = socket(o->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd == -1) {
+        c->st = CST_CONNECTING;
+        cli_fail_errno(c, "socket");
+        return;
+    }
+    c->st = CST_CONNECTING;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (o->n_src) {
+        /* Bind the address only: the port is picked at connect, per destination, so each
+         * source address has its own ~28k ephemeral ports. */
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(c->fd, (struct sockaddr *)&o->src[(c->idx + c->uses) % o->n_src],
+                 sizeof(struct sockaddr_in)) == -1) {
+            cli_fail_errno(c, "bind to the source address");
+            return;
+        }
+    }
+    c->uses++;
+    c->rev = event_new(w->base, c->fd, EV_READ | EV_PERSIST, cli_on_read, c);
+    c->wev = event_new(w->base, c->fd, EV_WRITE | EV_PERSIST, cli_on_write, c);
+    if (!c->rev || !c->wev) {
+        cli_end(c, "out of memory");
+        return;
+    }
+    if (connect(c->fd, (struct sockaddr *)&o->dst, o->dst_len) == -1 && errno != EINPROGRESS) {
+        cli_fail_errno(c, "connect");
+        return;
+    }
+    event_add(c->wev, &tv);
+}
+
+static void cli_open_next(struct cworker *w)
+{
+    if (w->in_open_next)
+        return; /* a connection failed synchronously inside the loop below */
+    w->in_open_next = true;
+    while (w->pending < w->limit && w->next < w->n) {
+        w->pending++;
+        cli_start(&w->c[w->next++]);
+    }
+    w->in_open_next = false;
+    if (w->pending == 0 && w->next == w->n) {
+        w->open_done_ns = bench_now_ns();
+        event_base_loopbreak(w->base);
+    }
+}
+
+static void cli_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct cworker *w = arg;
+
+    (void)fd;
+    (void)what;
+    w->running = false;
+    event_base_loopbreak(w->base);
+}
+
+/* Runs the loop until a loopbreak or <seconds> pass. */
+static void cli_run_for(struct cworker *w, double seconds)
+{
+    struct event *t = evtimer_new(w->base, cli_on_deadline, w);
+    struct timeval tv = {(time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6)};
+
+    evtimer_add(t, &tv);
+    event_base_dispatch(w->base);
+    event_free(t);
+}
+
+static void *cli_thread(void *arg)
+{
+    struct cworker *w = arg;
+    struct client *cl = w->cl;
+    const struct cli_opts *o = &cl->o;
+    uint64_t t;
+
+    if (o->mode == CM_UPGRADES) {
+        w->ph = PH_RUN;
+        w->running = true;
+        t = bench_now_ns();
+        for (unsigned i = 0; i < w->n; i++)
+            cli_start(&w->c[i]);
+        cli_run_for(w, o->seconds);
+        w->running = false;
+        w->run_ns = bench_now_ns() - t;
+        return NULL;
+    }
+
+    w->ph = PH_OPEN;
+    cli_open_next(w);
+    if (w->pending)
+        cli_run_for(w, CLI_OPEN_DEADLINE_S);
+    if (w->pending) {
+        cli_error(w, "%u handshakes still pending after %d s", w->pending, CLI_OPEN_DEADLINE_S);
+        w->open_failed += w->pending + (w->n - w->next);
+        w->open_done_ns = bench_now_ns();
+    }
+    atomic_fetch_add(&cl->open_failed, w->open_failed);
+    pthread_barrier_wait(&cl->barrier);
+
+    w->ph = PH_RUN;
+    if (o->mode == CM_IDLE) {
+        if (w->opened == 0)
+            return NULL; /* nothing to hold */
+        cli_run_for(w, o->hold);
+        w->ph = PH_PING;
+        for (unsigned i = 0; i < w->n; i++) {
+            struct cconn *c = &w->c[i];
+
+            if (c->st != CST_OPEN)
+                continue;
+            c->ping_sent = true;
+            w->waiting++;
+            cli_ctl(c, WS_OP_PING, ping_payload, sizeof(ping_payload) - 1);
+            cli_send(c);
+        }
+        if (w->waiting)
+            cli_run_for(w, CLI_PING_MS / 1000.0);
+        return NULL;
+    }
+    /* bulk, rr: a failed handshake anywhere fails the run, so don't measure a partial one. */
+    if (atomic_load(&cl->open_failed))
+        return NULL;
+    w->running = true;
+    t = bench_now_ns();
+    for (unsigned i = 0; i < w->n; i++) {
+        if (w->c[i].st == CST_OPEN)
+            cli_send(&w->c[i]);
+    }
+    cli_run_for(w, o->seconds);
+    w->running = false;
+    w->run_ns = bench_now_ns() - t;
+    return NULL;
+}
+
+static int parse_url(const char *url, struct cli_opts *o)
+{
+    const char *h = url + 5, *slash, *colon, *hend;
+    char host[300], port[8] = "80";
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+    size_t hl;
+
+    if (strncmp(url, "ws://", 5) != 0)
+        return -1;
+    slash = strchr(h, '/');
+    hl = slash ? (size_t)(slash - h) : strlen(h);
+    if (hl == 0 || hl >= sizeof(o->host) || strlen(slash ? slash : "/") >= sizeof(o->path))
+        return -1;
+    memcpy(o->host, h, hl);
+    o->host[hl] = '\0';
+    snprintf(o->path, sizeof(o->path), "%s", slash ? slash : "/");
+    if (o->host[0] == '[') {
+        hend = strchr(o->host, ']');
+        if (!hend)
+            return -1;
+        colon = hend[1] == ':' ? hend + 1 : NULL;
+        if (hend[1] && !colon)
+            return -1;
+        snprintf(host, sizeof(host), "%.*s", (int)(hend - o->host - 1), o->host + 1);
+    } else {
+        colon = strrchr(o->host, ':');
+        snprintf(host, sizeof(host), "%.*s", (int)(colon ? colon - o->host : (long)hl), o->host);
+    }
+    if (colon) {
+        if (strlen(colon + 1) == 0 || strlen(colon + 1) >= sizeof(port))
+            return -1;
+        snprintf(port, sizeof(port), "%s", colon + 1);
+    }
+    if (getaddrinfo(host, port, &hints, &ai) != 0)
+        return -1;
+    memcpy(&o->dst, ai->ai_addr, ai->ai_addrlen);
+    o->dst_len = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+/* "A-B" (IPv4, inclusive), "A", or a comma-separated list of those. */
+static int parse_sources(const char *s, struct cli_opts *o)
+{
+    char buf[1024], *save = NULL, *tok;
+    unsigned cap = 0;
+
+    if (strlen(s) >= sizeof(buf))
+        return -1;
+    snprintf(buf, sizeof(buf), "%s", s);
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *dash = strchr(tok, '-');
+        struct in_addr a, b;
+        uint32_t lo, hi;
+
+        if (dash)
+            *dash = '\0';
+        if (inet_pton(AF_INET, tok, &a) != 1 || (dash && inet_pton(AF_INET, dash + 1, &b) != 1))
+            return -1;
+        lo = ntohl(a.s_addr);
+        hi = dash ? ntohl(b.s_addr) : lo;
+        if (hi < lo || hi - lo >= 65536 || o->n_src + (hi - lo + 1) > 65536)
+            return -1;
+        for (uint64_t v = lo; v <= hi; v++) {
+            if (o->n_src == cap) {
+                cap = cap ? cap * 2 : 64;
+                o->src = realloc(o->src, cap * sizeof(*o->src));
+                if (!o->src)
+                    return -1;
+            }
+            o->src[o->n_src] =
+                (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl((uint32_t)v)};
+            o->n_src++;
+        }
+    }
+    return o->n_src ? 0 : -1;
+}
+
+static int parse_client_args(int argc, char **argv, struct cli_opts *o)
+{
+    static const struct {
+        const char *name;
+        enum cli_mode mode;
+        const char *opts; /* the options the mode takes, space-separated */
+    } modes[] = {
+        {"bulk", CM_BULK, " url size seconds conns threads window verify json "},
+        {"rr", CM_RR, " url size seconds conns threads verify json "},
+        {"upgrades", CM_UPGRADES, " url seconds concurrency threads source-ips protocol json "},
+        {"idle", CM_IDLE, " url conns hold concurrency threads source-ips protocol json "},
+    };
+    const char *opts = NULL, *url = NULL;
+    bool window_set = false;
+    char msg[200];
+
+    for (size_t i = 0; i < SL_ARRAY_LEN(modes); i++) {
+        if (!strcmp(argv[0], modes[i].name)) {
+            o->mode = modes[i].mode;
+            opts = modes[i].opts;
+            o->name = modes[i].name;
+        }
+    }
+    if (!opts)
+        return bench_usage("unknown mode");
+    o->size = o->mode == CM_BULK ? 1 << 20 : 64;
+    o->seconds = 5;
+    o->hold = 10;
+    o->conns = 1;
+    o->threads = 1;
+    o->concurrency = o->mode == CM_UPGRADES ? 4 : 200;
+    for (int a = 1; a < argc; a++) {
+        const char *opt = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
+        char key[40];
+        int bad = 0;
+
+        if (strncmp(opt, "--", 2) != 0 || strlen(opt) > 30)
+            return bench_usage("unexpected argument");
+        snprintf(key, sizeof(key), " %s ", opt + 2);
+        if (!strstr(opts, key)) {
+            snprintf(msg, sizeof(msg), "%s does not take %s", o->name, opt);
+            return bench_usage(msg);
+        }
+        if (!strcmp(opt, "--verify")) {
+            o->verify = true;
+            continue;
+        }
+        if (!strcmp(opt, "--json")) {
+            o->json = true;
+            continue;
+        }
+        if (!v) {
+            snprintf(msg, sizeof(msg), "%s needs a value", opt);
+            return bench_usage(msg);
+        }
+        a++;
+        if (!strcmp(opt, "--url"))
+            url = v;
+        else if (!strcmp(opt, "--size"))
+            bad = bench_parse_size(v, CLI_MAX_SIZE, &o->size);
+        else if (!strcmp(opt, "--seconds"))
+            bad = bench_parse_seconds(v, 86400, &o->seconds);
+        else if (!strcmp(opt, "--hold"))
+            bad = bench_parse_seconds(v, 86400, &o->hold);
+        else if (!strcmp(opt, "--conns"))
+            bad = bench_parse_uint(v, 1, CLI_MAX_CONNS, &o->conns);
+        else if (!strcmp(opt, "--threads"))
+            bad = bench_parse_uint(v, 1, CLI_MAX_THREADS, &o->threads);
+        else if (!strcmp(opt, "--concurrency"))
+            bad = bench_parse_uint(v, 1, CLI_MAX_CONNS, &o->concurrency);
+        else if (!strcmp(opt, "--window"))
+            bad = bench_parse_uint(v, 1, 1 << 20, &o->window), window_set = true;
+        else if (!strcmp(opt, "--source-ips"))
+            bad = parse_sources(v, o);
+        else if (!strcmp(opt, "--protocol"))
+            bad = strpbrk(v, "\r\n") ? -1 : (o->protocol = v, 0);
+        if (bad) {
+            snprintf(msg, sizeof(msg), "bad value for %s: %s", opt, v);
+            return bench_usage(msg);
+        }
+    }
+    if (!url)
+        return bench_usage("--url ws://HOST:PORT/PATH is required");
+    if (o->mode == CM_BULK && o->size == 0)
+        return bench_usage("bulk needs --size of at least 1 byte");
+    if (parse_url(url, o) < 0) {
+        snprintf(msg, sizeof(msg), "bad or unresolvable --url %s (ws://HOST[:PORT][/PATH])", url);
+        return bench_usage(msg);
+    }
+    if (o->mode == CM_RR) {
+        o->window = 1;
+    } else if (!window_set) {
+        /* About 4 MiB in flight per connection: enough to keep a loopback pipe full, bounded
+         * for many connections; at least 2 so a message is always on its way. */
+        uint64_t wnd = (4u << 20) / (o->size ? o->size : 1);
+
+        o->window = wnd < 2 ? 2 : wnd > 1024 ? 1024 : (unsigned)wnd;
+    }
+    if (o->mode == CM_UPGRADES)
+        o->conns = o->concurrency;
+    if (o->threads > o->conns)
+        o->threads = o->conns;
+    return 0;
+}
+
+static void print_result(struct client *cl, int *rc)
+{
+    const struct cli_opts *o = &cl->o;
+    uint64_t bytes = 0, msgs = 0, ups = 0, failed = 0, errors = 0, run_ns = 0, open_ns = 0;
+    unsigned opened = 0, open_failed = 0, pongs = 0, n_err = 0;
+    uint64_t *hist = calloc(CLI_HIST, sizeof(uint64_t));
+    const char *first_err = NULL;
+    double secs, open_s;
+
+    for (unsigned i = 0; i < o->threads; i++) {
+        struct cworker *w = &cl->w[i];
+
+        bytes += w->bytes;
+        msgs += w->msgs;
+        ups += w->upgrades;
+        failed += w->failed;
+        errors += w->errors;
+        opened += w->opened;
+        open_failed += w->open_failed;
+        pongs += w->pongs;
+        if (w->run_ns > run_ns)
+            run_ns = w->run_ns;
+        if (w->open_done_ns && w->open_done_ns - cl->t_start > open_ns)
+            open_ns = w->open_done_ns - cl->t_start;
+        if (hist && w->hist) {
+            for (unsigned j = 0; j < CLI_HIST; j++)
+                hist[j] += w->hist[j];
+        }
+        if (w->first_err[0] && !first_err)
+            first_err = w->first_err;
+        n_err += w->errors ? 1 : 0;
+    }
+    secs = run_ns ? (double)run_ns / 1e9 : o->seconds;
+    open_s = (double)open_ns / 1e9;
+    switch (o->mode) {
+    case CM_BULK: {
+        double mibs = (double)bytes / secs / (1024.0 * 1024.0);
+
+        if (o->json)
+            printf("{\"mode\":\"bulk\",\"conns\":%u,\"size\":%llu,\"seconds\":%.3f,"
+                   "\"bytes\":%llu,\"mib_per_s\":%.1f,\"messages\":%llu,\"window\":%u,"
+                   "\"threads\":%u,\"verify\":%s,\"errors\":%llu}\n",
+                   o->conns, (unsigned long long)o->size, secs, (unsigned long long)bytes, mibs,
+                   (unsigned long long)msgs, o->window, o->threads, o->verify ? "true" : "false",
+                   (unsigned long long)errors);
+        else
+            printf("bulk: conns=%u size=%llu seconds=%.2f bytes=%llu MiB/s=%.1f\n", o->conns,
+                   (unsigned long long)o->size, secs, (unsigned long long)bytes, mibs);
+        if (errors || bytes == 0)
+            *rc = 1;
+        break;
+    }
+    case CM_RR: {
+        double p50 = hist ? hist_pct(hist, msgs, 0.50) / 1e3 : 0;
+        double p99 = hist ? hist_pct(hist, msgs, 0.99) / 1e3 : 0;
+
+        if (o->json)
+            printf("{\"mode\":\"rr\",\"conns\":%u,\"size\":%llu,\"seconds\":%.3f,"
+                   "\"messages\":%llu,\"msgs_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+                   "\"threads\":%u,\"errors\":%llu}\n",
+                   o->conns, (unsigned long long)o->size, secs, (unsigned long long)msgs,
+                   (double)msgs / secs, p50, p99, o->threads, (unsigned long long)errors);
+        else
+            printf("rr: conns=%u size=%llu seconds=%.2f msgs=%llu msgs/s=%.0f p50_us=%.1f "
+                   "p99_us=%.1f\n",
+                   o->conns, (unsigned long long)o->size, secs, (unsigned long long)msgs,
+                   (double)msgs / secs, p50, p99);
+        if (errors || msgs == 0)
+            *rc = 1;
+        break;
+    }
+    case CM_UPGRADES:
+        if (o->json)
+            printf("{\"mode\":\"upgrades\",\"concurrency\":%u,\"seconds\":%.3f,\"upgrades\":%llu,"
+                   "\"upgrades_per_s\":%.1f,\"failed\":%llu,\"threads\":%u}\n",
+                   o->concurrency, secs, (unsigned long long)ups, (double)ups / secs,
+                   (unsigned long long)failed, o->threads);
+        else
+            printf("upgrades: concurrency=%u seconds=%.2f upgrades=%llu upgrades/s=%.0f "
+                   "failed=%llu\n",
+                   o->concurrency, secs, (unsigned long long)ups, (double)ups / secs,
+                   (unsigned long long)failed);
+        if (failed || ups == 0)
+            *rc = 1;
+        break;
+    case CM_IDLE:
+        if (o->json)
+            printf("{\"mode\":\"idle\",\"conns\":%u,\"opened\":%u,\"ok\":%u,\"failed\":%u,"
+                   "\"open_seconds\":%.3f,\"hold_seconds\":%.3f,\"threads\":%u}\n",
+                   o->conns, opened, pongs, o->conns - pongs, open_s, o->hold, o->threads);
+        else
+            printf("idle: opened=%u ok=%u failed=%u conns=%u open_seconds=%.2f "
+                   "hold_seconds=%.1f\n",
+                   opened, pongs, o->conns - pongs, o->conns, open_s, o->hold);
+        if (pongs != o->conns)
+            *rc = 1;
+        break;
+    }
+    fflush(stdout);
+    if (open_failed && o->mode != CM_IDLE)
+        fprintf(stderr, "sluice-bench %s: %u of %u handshakes failed\n", o->name, open_failed,
+                o->conns);
+    if (first_err)
+        fprintf(stderr, "sluice-bench %s: %llu errors; first: %s\n", o->name,
+                (unsigned long long)errors, first_err);
+    if (open_failed)
+        *rc = 1;
+    free(hist);
+}
+
+int bench_client_main(int argc, char **argv)
+{
+    struct client cl = {0};
+    struct cli_opts *o = &cl.o;
+    unsigned long nofile;
+    unsigned per, extra, first = 0;
+    uint64_t seed;
+    int rc;
+
+    rc = parse_client_args(argc, argv, o);
+    if (rc)
+        return rc;
+    nofile = bench_raise_nofile();
+    if (o->conns + 16 > nofile)
+        fprintf(stderr, "sluice-bench %s: warning: %u connections but a limit of %lu fds\n",
+                o->name, o->conns, nofile);
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+
+    if (o->mode == CM_BULK || o->mode == CM_RR) {
+        cl.rcap = CLI_RBUF_BULK;
+        cl.scap = ws_frame_hlen(o->size, true) + o->size;
+        if (cl.scap < CLI_SBUF_MIN)
+            cl.scap = CLI_SBUF_MIN;
+        cl.scap += CLI_CTL;
+        cl.pattern = malloc(o->size ? o->size : 1);
+        if (!cl.pattern)
+            return 1;
+        seed = bench_seed();
+        for (uint64_t i = 0; i < o->size; i += 8) {
+            uint64_t r = bench_rand(&seed);
+
+            memcpy(cl.pattern + i, &r, o->size - i < 8 ? o->size - i : 8);
+        }
+    } else {
+        cl.rcap = CLI_RBUF_SMALL;
+        cl.scap = CLI_CTL;
+    }
+    cl.w = calloc(o->threads, sizeof(*cl.w));
+    if (!cl.w)
+        return 1;
+    pthread_barrier_init(&cl.barrier, NULL, o->threads);
+    per = o->conns / o->threads;
+    extra = o->conns % o->threads;
+    for (unsigned i = 0; i < o->threads; i++) {
+        struct cworker *w = &cl.w[i];
+
+        w->cl = &cl;
+        w->n = per + (i < extra ? 1 : 0);
+        w->first = first;
+        first += w->n;
+        w->limit = o->concurrency / o->threads ? o->concurrency / o->threads : 1;
+        w->rng = bench_seed();
+        w->base = event_base_new();
+        w->c = calloc(w->n, sizeof(*w->c));
+        if (o->mode == CM_RR)
+            w->hist = calloc(CLI_HIST, sizeof(uint64_t));
+        if (!w->base || !w->c || (o->mode == CM_RR && !w->hist))
+            return 1;
+        for (unsigned j = 0; j < w->n; j++) {
+            struct cconn *c = &w->c[j];
+
+            c->w = w;
+            c->idx = w->first + j;
+            c->fd = -1;
+            c->rbuf = malloc(cl.rcap);
+            c->sbuf = malloc(cl.scap);
+            if (!c->rbuf || !c->sbuf) {
+                fprintf(stderr, "sluice-bench %s: out of memory\n", o->name);
+                return 1;
+            }
+        }
+    }
+    cl.t_start = bench_now_ns();
+    for (unsigned i = 0; i < o->threads; i++) {
+        if (pthread_create(&cl.w[i].tid, NULL, cli_thread, &cl.w[i]) != 0) {
+            fprintf(stderr, "sluice-bench %s: cannot start threads\n", o->name);
+            return 1;
+        }
+    }
+    for (unsigned i = 0; i < o->threads; i++)
+        pthread_join(cl.w[i].tid, NULL);
+
+    rc = 0;
+    print_result(&cl, &rc);
+    for (unsigned i = 0; i < o->threads; i++) {
+        struct cworker *w = &cl.w[i];
+
+        for (unsigned j = 0; j < w->n; j++) {
+            cli_close(&w->c[j]);
+            free(w->c[j].rbuf);
+            free(w->c[j].sbuf);
+        }
+        free(w->c);
+        free(w->hist);
+        event_base_free(w->base);
+    }
+    pthread_barrier_destroy(&cl.barrier);
+    free(cl.w);
+    free(cl.pattern);
+    free(o->src);
+    return rc;
+}

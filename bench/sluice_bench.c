@@ -1,0 +1,52 @@
+/* sluice-bench: the WebSocket echo server (server.c) and load generators (client.c) used to
+ * benchmark sluice and its peers; bench/README.md says how to compare them fairly. This file
+ * only dispatches subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ws.h"
+
+static const char usage_text[] =
+    "usage:\n"
+    "  sluice-bench server --listen IP:PORT [--threads N] [--name NAME]\n"
+    "      RFC 6455 echo server; plain GET answers 200 \"sluice-bench NAME\"\n"
+    "  sluice-bench bulk --url ws://IP:PORT/PATH [--size BYTES] [--seconds S] [--conns N]\n"
+    "                    [--window MSGS] [--threads N] [--verify] [--json]\n"
+    "      pipelined echo throughput (default 1 MiB messages, 5 s, 1 connection)\n"
+    "  sluice-bench rr --url URL [--conns N] [--size BYTES] [--seconds S] [--threads N]\n"
+    "                  [--verify] [--json]\n"
+    "      one message at a time per connection: messages/s and p50/p99 latency (64 B)\n"
+    "  sluice-bench upgrades --url URL [--seconds S] [--concurrency C] [--threads N]\n"
+    "                        [--source-ips A-B] [--protocol P] [--json]\n"
+    "      connect + handshake + close, repeatedly (C = 4): upgrades/s\n"
+    "  sluice-bench idle --url URL --conns N [--hold S] [--concurrency C] [--threads N]\n"
+    "                    [--source-ips 127.0.0.2-127.0.0.200] [--protocol P] [--json]\n"
+    "      open N connections (C = 200 handshakes at a time), hold them S s (10), then ping\n"
+    "      each and expect its pong\n"
+    "\n"
+    "Sizes take k/M/G (KiB, MiB, GiB). Exit status: 0 success, 1 failure (a handshake or echo\n"
+    "failed), 2 usage error.\n";
+
+int bench_usage(const char *why)
+{
+    if (why)
+        fprintf(stderr, "sluice-bench: %s\n", why);
+    fputs(usage_text, stderr);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return bench_usage(NULL);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "server"))
+        return bench_server_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "bulk") || !strcmp(argv[1], "rr") || !strcmp(argv[1], "upgrades") ||
+        !strcmp(argv[1], "idle"))
+        return bench_client_main(argc - 1, argv + 1);
+    return bench_usage("unknown subcommand");
+}

@@ -1,0 +1,81 @@
+/* The WebSocket tunnel: once a target has answered 101, one sl_tunnel owns the client and
+ * target sockets and moves bytes both ways with splice(2) through pipes taken from the
+ * worker's pool only while data is in flight (an idle tunnel holds no pipe), or with a small
+ * copy buffer when splice or a pipe is unavailable. Half-close, resets, idle timeout and byte
+ * counters live here. Single-threaded: a tunnel and its pool belong to one worker's
+ * event_base. */
+#ifndef SLUICE_TUNNEL_H
+#define SLUICE_TUNNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#include "sluice/common.h"
+
+struct event_base;
+struct sl_tunnel;
+struct sl_pipe_pool;
+
+/* After one side's EOF has been passed on, the other direction gets at most this long (ms)
+ * before the tunnel ends: a WebSocket half-closed is a WebSocket closing. */
+#define SL_TUNNEL_FIN_TIMEOUT_MS 10000
+
+struct sl_pipe_pool_stats {
+    unsigned idle;      /* pipes in the pool, empty */
+    unsigned in_use;    /* pipes attached to a tunnel direction */
+    unsigned max;       /* limit on idle + in_use */
+    uint64_t created;   /* pipes made since start */
+    uint64_t exhausted; /* times a tunnel wanted a pipe and fell back to copying */
+};
+
+/* A worker's pool of at most <max_pipes> pipes (each costs two fds), each sized <pipe_size>
+ * bytes with F_SETPIPE_SZ (0 = the kernel default). NULL on out-of-memory. */
+struct sl_pipe_pool *sl_pipe_pool_new(unsigned max_pipes, unsigned pipe_size);
+/* Closes every idle pipe and frees the pool; every tunnel using it must be gone. NULL ok. */
+void sl_pipe_pool_free(struct sl_pipe_pool *p);
+void sl_pipe_pool_stats(const struct sl_pipe_pool *p, struct sl_pipe_pool_stats *out);
+
+/* What a tunnel has done: readable while it lives and passed to its done callback. */
+struct sl_tunnel_info {
+    uint64_t bytes_up;     /* client -> target, including the bytes handed over at start */
+    uint64_t bytes_down;   /* target -> client, likewise */
+    struct timeval start;  /* when sl_tunnel_new ran (gettimeofday) */
+    uint64_t duration_us;  /* so far, or in total once ended */
+    enum sl_err end;       /* SL_ERR_NONE while it lives */
+    bool spliced;          /* at least one byte went through a pipe */
+};
+
+/* Called once when the tunnel has ended, after both fds are closed; the tunnel is freed right
+ * after the callback returns (do not keep the pointer). */
+typedef void (*sl_tunnel_done_cb)(struct sl_tunnel *t, const struct sl_tunnel_info *info,
+                                  void *arg);
+
+/* Every live tunnel of a worker, for status, counting and shutdown. Zero-initialise. */
+struct sl_tunnel_list {
+    struct sl_tunnel *head;
+    size_t n;
+};
+
+/* Makes a tunnel between connected, non-blocking sockets <client_fd> and <target_fd> and
+ * starts it: first the <to_target_len> bytes at <to_target> are written to the target and the
+ * <to_client_len> bytes at <to_client> to the client (bytes read past the HTTP heads; copied,
+ * the caller keeps its buffers), then bytes flow both ways. <pool> NULL = copy only.
+ * <idle_ms> (> 0): with no byte either way for that long, the tunnel ends with
+ * SL_ERR_IDLE_TIMEOUT. The tunnel joins <list>. Takes ownership of both fds in every case:
+ * on failure (NULL, out of memory) they are closed and <done> is not called. */
+struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *pool,
+                                struct sl_tunnel_list *list, int client_fd, int target_fd,
+                                const void *to_target, size_t to_target_len,
+                                const void *to_client, size_t to_client_len, uint32_t idle_ms,
+                                sl_tunnel_done_cb done, void *arg);
+/* Fills <out> with the tunnel's counters so far. */
+void sl_tunnel_get_info(const struct sl_tunnel *t, struct sl_tunnel_info *out);
+/* Ends the tunnel now with reason <why> (both fds closed, done called, tunnel freed). Not to be
+ * called from within the tunnel's own done callback. */
+void sl_tunnel_close(struct sl_tunnel *t, enum sl_err why);
+/* Ends every tunnel in <list> with reason <why>. */
+void sl_tunnel_close_all(struct sl_tunnel_list *list, enum sl_err why);
+
+#endif

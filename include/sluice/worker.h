@@ -1,0 +1,79 @@
+/* Workers: N threads, each with its own event_base, its own SO_REUSEPORT listening socket on
+ * every forwarding rule's listener, its own balancer state and pipe pool. A worker owns its
+ * connections and tunnels outright; nothing crosses threads except the config snapshot
+ * (refcounted), the shared target state (atomics) and the stop request. */
+#ifndef SLUICE_WORKER_H
+#define SLUICE_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event_struct.h>
+
+#include "sluice/addr.h"
+#include "sluice/config-t.h"
+#include "sluice/tunnel.h"
+
+struct sl_worker;
+struct sl_conn;
+
+/* One listening socket of one worker. */
+struct sl_listener {
+    int fd;
+    struct event ev;
+    struct sl_worker *w;
+    const struct sl_forwarding_rule *fr;
+    struct sl_addr addr; /* bound address and port (after the address map) */
+    uint16_t port;
+};
+
+/* Source addresses for target connections: an lbPrivateIp that is local to this machine. */
+struct sl_source {
+    bool v4, v6;
+    struct sl_addr a4, a6;
+};
+
+struct sl_worker {
+    unsigned id;
+    pthread_t thread;
+    struct event_base *base;
+    struct sl_config *cfg;          /* the snapshot this worker serves; one ref */
+    struct sl_balancer *bal;
+    struct sl_router_scratch *scratch;
+    struct sl_pipe_pool *pipes;
+    struct sl_source source;
+    struct sl_tunnel_list tunnels;
+    struct sl_listener *listeners;
+    size_t n_listeners;
+    struct sl_conn *conns;          /* HTTP-phase connections, for shutdown */
+    size_t n_conns;
+    struct event *accept_resume;    /* re-enables accepting after running out of fds */
+    struct event *stop_ev;          /* activated by the main thread */
+    struct event *grace_ev;         /* drain period end */
+    bool stopping;
+    bool fd_exhausted;              /* logged once per episode */
+    uint64_t next_id;               /* connection ids: worker id in the top byte */
+    void *thread_arg;               /* the struct sl_workers this worker belongs to */
+    bool started;                   /* its thread runs */
+};
+
+struct sl_workers;
+
+/* Binds every listener for <n> workers (0 = one per CPU) serving <cfg> (each worker takes a
+ * ref) and starts their threads. Returns NULL after logging why (a listener could not be
+ * bound, out of memory). */
+struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n);
+/* Asks every worker to stop accepting and to end once its connections and tunnels are done or
+ * <drain_ms> passed (then they are closed). Safe from the main thread at any time. */
+void sl_workers_stop(struct sl_workers *ws, uint32_t drain_ms);
+/* An eventfd that counts workers whose loop has ended (read it to learn how many more did). */
+int sl_workers_done_fd(const struct sl_workers *ws);
+unsigned sl_workers_count(const struct sl_workers *ws);
+/* Waits for every worker thread to end and frees them. */
+void sl_workers_join(struct sl_workers *ws);
+
+/* For front and upstream: the worker ends its loop when stopping and nothing is left. */
+void sl_worker_check_done(struct sl_worker *w);
+
+#endif

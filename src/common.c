@@ -1,0 +1,39 @@
+/* Text for the shared enums of common.h. */
+#include "sluice/common.h"
+
+const char *sl_err_str(enum sl_err e)
+{
+    switch (e) {
+    case SL_ERR_NONE:
+        return "none";
+    case SL_ERR_CLIENT_CLOSED:
+        return "client closed";
+    case SL_ERR_TARGET_CLOSED:
+        return "target closed";
+    case SL_ERR_CLIENT_RESET:
+        return "client reset";
+    case SL_ERR_TARGET_RESET:
+        return "target reset";
+    case SL_ERR_IDLE_TIMEOUT:
+        return "idle timeout";
+    case SL_ERR_CONNECT_REFUSED:
+        return "target refused the connection";
+    case SL_ERR_CONNECT_TIMEOUT:
+        return "connecting to the target timed out";
+    case SL_ERR_CONNECT_ERROR:
+        return "could not connect to the target";
+    case SL_ERR_NO_TARGET:
+        return "no target available";
+    case SL_ERR_TARGET_TIMEOUT:
+        return "the target did not answer in time";
+    case SL_ERR_BAD_RESPONSE:
+        return "invalid response from the target";
+    case SL_ERR_BAD_REQUEST:
+        return "bad request";
+    case SL_ERR_SHUTDOWN:
+        return "shutting down";
+    case SL_ERR_RESOURCES:
+        return "out of resources";
+    }
+    return "unknown";
+}

@@ -1,0 +1,208 @@
+/* The error log and the access log. Workers never write to a file themselves: they append
+ * lines to a bounded in-memory queue under a mutex held for one memcpy, and the log thread
+ * swaps the queue out and writes it. A full queue drops lines (counted), so a stalled stdout
+ * slows nothing but the log. */
+#include "sluice/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
+
+#define QUEUE_MAX (4u << 20) /* bytes queued per log before lines are dropped */
+
+struct queue {
+    char *buf;
+    size_t len, cap;
+    int fd;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool running, stopping;
+    struct queue q[2]; /* 0: error log (stderr), 1: access log */
+    enum sl_log_level level;
+    atomic_uint_fast64_t dropped;
+} lg = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .cv = PTHREAD_COND_INITIALIZER,
+    .q = {{.fd = 2}, {.fd = -1}},
+    .level = SL_LOG_INFO,
+};
+
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+
+        if (w == -1) {
+            if (errno == EINTR)
+                continue;
+            return; /* nowhere left to complain */
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Appends under lg.mu; false when the queue is full. */
+static bool queue_put(struct queue *q, const char *line, size_t len)
+{
+    if (q->len + len + 1 > QUEUE_MAX)
+        return false;
+    if (q->len + len + 1 > q->cap) {
+        size_t cap = q->cap ? q->cap : 64 * 1024;
+        char *nb;
+
+        while (cap < q->len + len + 1)
+            cap *= 2;
+        nb = realloc(q->buf, cap);
+        if (!nb)
+            return false;
+        q->buf = nb;
+        q->cap = cap;
+    }
+    memcpy(q->buf + q->len, line, len);
+    q->buf[q->len + len] = '\n';
+    q->len += len + 1;
+    return true;
+}
+
+static void *log_main(void *arg)
+{
+    char *spare[2] = {NULL, NULL};
+    size_t spare_cap[2] = {0, 0};
+
+    (void)arg;
+    pthread_mutex_lock(&lg.mu);
+    for (;;) {
+        while (!lg.stopping && lg.q[0].len == 0 && lg.q[1].len == 0)
+            pthread_cond_wait(&lg.cv, &lg.mu);
+        for (int i = 0; i < 2; i++) {
+            struct queue *q = &lg.q[i];
+            char *buf = q->buf;
+            size_t len = q->len, cap = q->cap;
+
+            if (len == 0)
+                continue;
+            /* Swap in the spare buffer so workers keep appending while we write. */
+            q->buf = spare[i];
+            q->cap = spare_cap[i];
+            q->len = 0;
+            pthread_mutex_unlock(&lg.mu);
+            if (q->fd != -1)
+                write_all(q->fd, buf, len);
+            pthread_mutex_lock(&lg.mu);
+            spare[i] = buf;
+            spare_cap[i] = cap;
+        }
+        if (lg.stopping && lg.q[0].len == 0 && lg.q[1].len == 0)
+            break;
+    }
+    pthread_mutex_unlock(&lg.mu);
+    free(spare[0]);
+    free(spare[1]);
+    return NULL;
+}
+
+int sl_log_start(const char *access_path, enum sl_log_level level)
+{
+    int fd = -1;
+
+    if (access_path && !strcmp(access_path, "-"))
+        fd = 1;
+    else if (access_path && strcmp(access_path, "off") != 0) {
+        fd = open(access_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd == -1)
+            return -1;
+    }
+    lg.q[1].fd = fd;
+    lg.level = level;
+    lg.stopping = false;
+    if (pthread_create(&lg.thread, NULL, log_main, NULL) != 0) {
+        if (fd > 2)
+            close(fd);
+        lg.q[1].fd = -1;
+        errno = EAGAIN;
+        return -1;
+    }
+    lg.running = true;
+    return 0;
+}
+
+void sl_log_stop(void)
+{
+    if (!lg.running)
+        return;
+    pthread_mutex_lock(&lg.mu);
+    lg.stopping = true;
+    pthread_cond_signal(&lg.cv);
+    pthread_mutex_unlock(&lg.mu);
+    pthread_join(lg.thread, NULL);
+    lg.running = false;
+    if (lg.q[1].fd > 2)
+        close(lg.q[1].fd);
+    lg.q[1].fd = -1;
+    for (int i = 0; i < 2; i++) {
+        free(lg.q[i].buf);
+        lg.q[i].buf = NULL;
+        lg.q[i].len = lg.q[i].cap = 0;
+    }
+}
+
+static void enqueue(int i, const char *line, size_t len)
+{
+    bool ok;
+
+    pthread_mutex_lock(&lg.mu);
+    ok = queue_put(&lg.q[i], line, len);
+    if (ok)
+        pthread_cond_signal(&lg.cv);
+    pthread_mutex_unlock(&lg.mu);
+    if (!ok)
+        atomic_fetch_add_explicit(&lg.dropped, 1, memory_order_relaxed);
+}
+
+void sl_log(enum sl_log_level level, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    int n, m;
+
+    if (level > lg.level)
+        return;
+    n = snprintf(line, sizeof(line), "sluice: %s: ", level_names[level]);
+    va_start(ap, fmt);
+    m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        return;
+    n += m;
+    if ((size_t)n >= sizeof(line))
+        n = sizeof(line) - 1;
+    if (!lg.running) {
+        line[n] = '\n';
+        write_all(2, line, (size_t)n + 1);
+        return;
+    }
+    enqueue(0, line, (size_t)n);
+}
+
+void sl_log_access(const char *line, size_t len)
+{
+    if (lg.running && lg.q[1].fd != -1)
+        enqueue(1, line, len);
+}
+
+uint64_t sl_log_dropped(void)
+{
+    return atomic_load_explicit(&lg.dropped, memory_order_relaxed);
+}

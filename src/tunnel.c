@@ -1,0 +1,792 @@
+/* The tunnel behind a WebSocket 101: one sl_tunnel owns the client and target sockets, one
+ * struct event on each, and moves bytes both ways socket -> pipe -> socket with splice(2).
+ * Pipes come from the worker's pool only while bytes are in flight; without one (pool empty,
+ * out of fds, splice unsupported) a direction copies through a 16 KiB buffer held only while
+ * it has bytes. It does not look at WebSocket frames: it is a byte pipe with half-close,
+ * reset and idle-timeout rules. Single-threaded, like the worker that owns it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "sluice/common.h"
+#include "sluice/tunnel.h"
+
+/* The copy path's buffer: 16 KiB is what one read of a loopback or LAN socket usually gives,
+ * and small enough that a few of them per worker cost nothing. */
+#define COPY_BUF_SIZE (16 * 1024)
+/* Idle copy buffers a pool keeps, so the copy path does not malloc on every read. */
+#define BUF_CACHE_MAX 16
+/* Bytes one direction moves per wakeup before yielding to the other connections of the
+ * worker; the events are level-triggered, so the rest is picked up on the next pass. */
+#define PUMP_BUDGET (512 * 1024)
+/* libevent's timer runs on its cached (possibly coarse) monotonic clock and we read ours a
+ * little later in the callback, so a timeout fires up to a few ms "early" by our clock.
+ * Without slack that would re-arm the event for a whole extra period. */
+#define TIMEOUT_SLACK_MS 10
+/* The kernel's default pipe size, if F_GETPIPE_SZ ever fails. */
+#define PIPE_DEFAULT_SIZE (16 * 4096)
+
+struct tun_pipe {
+    int rfd, wfd;
+    unsigned len;          /* bytes inside */
+    unsigned cap;          /* its size, from F_SETPIPE_SZ/F_GETPIPE_SZ */
+    struct tun_pipe *next; /* in the pool's idle stack */
+};
+
+struct sl_pipe_pool {
+    struct tun_pipe *idle; /* stack: the most recently used pipe is the warmest */
+    void *bufs;            /* idle copy buffers, linked through their first bytes */
+    unsigned n_idle, n_in_use, max, size, n_bufs;
+    uint64_t created, exhausted;
+};
+
+enum {
+    DIR_F_EOF = 1 << 0,      /* the source said EOF */
+    DIR_F_SHUT = 1 << 1,     /* ... and it was passed on: shutdown(dst, SHUT_WR) done */
+    DIR_F_NOSPLICE = 1 << 2, /* splice refused these fds: copy from now on */
+    DIR_F_BUF_COPY = 1 << 3, /* buf is a COPY_BUF_SIZE buffer (back to the pool's cache) */
+};
+
+enum {
+    TUN_F_ENDED = 1 << 0,   /* tunnel_end has run or is running */
+    TUN_F_SPLICED = 1 << 1, /* a byte went through a pipe */
+    TUN_F_MOVED = 1 << 2,   /* a byte moved during this callback */
+    TUN_F_REARM = 1 << 3,   /* the timeout changed: re-add both events */
+    TUN_F_TMO = 1 << 4,     /* tmo is set (idle or FIN timeout armed) */
+};
+
+/* One direction: src = fd[i], dst = fd[!i]. It holds bytes only while they are in flight,
+ * in buf (handed-over or copied bytes) or in pipe, never both: it reads again only once
+ * everything is sent. */
+struct tun_dir {
+    struct tun_pipe *pipe; /* attached only while it holds bytes */
+    char *buf;             /* non-NULL only while off < len */
+    uint32_t off, len;
+    uint8_t flags;
+};
+
+struct sl_tunnel {
+    struct event ev[2];    /* [0] on the client fd, [1] on the target fd */
+    struct tun_dir dir[2]; /* [0] up: client -> target, [1] down: target -> client */
+    struct sl_tunnel *prev, *next;
+    struct sl_tunnel_list *list;
+    struct event_base *base;
+    struct sl_pipe_pool *pool;
+    sl_tunnel_done_cb done;
+    void *done_arg;
+    struct timeval tmo;   /* common-timeout value for both events */
+    struct timeval start; /* wall clock, for the log */
+    uint64_t start_us;    /* monotonic, for the duration */
+    uint64_t end_us;      /* monotonic, once ended */
+    uint64_t last_ms;     /* monotonic: the last byte moved */
+    uint64_t fin_at_ms;   /* 0, or when a half-closed tunnel ends regardless */
+    uint64_t bytes[2];    /* delivered, per direction */
+    int fd[2];
+    uint32_t idle_ms;
+    short interest[2]; /* EV_READ|EV_WRITE as last added, -1 = not added */
+    uint8_t flags;
+    uint8_t end;       /* enum sl_err: why it ended, or why it is about to */
+    uint8_t first_eof; /* enum sl_err: CLIENT_CLOSED or TARGET_CLOSED, by the first EOF */
+};
+
+/* Monotonic, not event_base_gettimeofday_cached(): that one is the wall clock (libevent's
+ * cached monotonic time plus an offset), and a clock step would end every tunnel at once
+ * or keep idle ones forever. clock_gettime is a vDSO call, no syscall. */
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The pool */
+
+/* A pool of at most <max_pipes> pipes of <pipe_size> bytes (0 = kernel default), none made
+ * yet: pipes are made on demand. NULL on out-of-memory. The caller frees it with
+ * sl_pipe_pool_free once its tunnels are gone. */
+struct sl_pipe_pool *sl_pipe_pool_new(unsigned max_pipes, unsigned pipe_size)
+{
+    struct sl_pipe_pool *p = calloc(1, sizeof(*p));
+
+    if (!p)
+        return NULL;
+    p->max = max_pipes;
+    p->size = pipe_size;
+    return p;
+}
+
+/* Closes every idle pipe, frees the cached copy buffers and the pool. Pipes in use belong to
+ * live tunnels, which must be gone by now. */
+void sl_pipe_pool_free(struct sl_pipe_pool *p)
+{
+    if (!p)
+        return;
+    SL_BUG_ON(p->n_in_use != 0);
+    while (p->idle) {
+        struct tun_pipe *pp = p->idle;
+
+        p->idle = pp->next;
+        close(pp->rfd);
+        close(pp->wfd);
+        free(pp);
+    }
+    while (p->bufs) {
+        void *b = p->bufs;
+
+        memcpy(&p->bufs, b, sizeof(void *));
+        free(b);
+    }
+    free(p);
+}
+
+/* Copies the pool's counters into <out>; a NULL pool reads as all zero. */
+void sl_pipe_pool_stats(const struct sl_pipe_pool *p, struct sl_pipe_pool_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!p)
+        return;
+    out->idle = p->n_idle;
+    out->in_use = p->n_in_use;
+    out->max = p->max;
+    out->created = p->created;
+    out->exhausted = p->exhausted;
+}
+
+/* An empty pipe for a direction that has bytes to move, or NULL: copy instead. */
+static struct tun_pipe *pipe_get(struct sl_pipe_pool *pool)
+{
+    struct tun_pipe *p;
+    int fds[2], sz;
+
+    if (!pool || pool->max == 0)
+        return NULL; /* copy only by configuration: not "exhausted" */
+    if (pool->idle) {
+        p = pool->idle;
+        pool->idle = p->next;
+        pool->n_idle--;
+        pool->n_in_use++;
+        return p;
+    }
+    if (pool->n_in_use >= pool->max)
+        goto exhausted;
+    p = malloc(sizeof(*p));
+    if (!p)
+        goto exhausted;
+    /* EMFILE/ENFILE are expected under load: each pipe is two fds. */
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1) {
+        free(p);
+        goto exhausted;
+    }
+    /* F_SETPIPE_SZ fails above /proc/sys/fs/pipe-max-size or once the user has used up
+     * pipe-user-pages-soft; the pipe then keeps the default size, which still works. It
+     * returns the size really set (rounded up to a power-of-two number of pages). */
+    sz = pool->size > 0 ? fcntl(fds[1], F_SETPIPE_SZ, (int)pool->size) : -1;
+    if (sz <= 0)
+        sz = fcntl(fds[1], F_GETPIPE_SZ);
+    p->rfd = fds[0];
+    p->wfd = fds[1];
+    p->len = 0;
+    p->cap = sz > 0 ? (unsigned)sz : PIPE_DEFAULT_SIZE;
+    p->next = NULL;
+    pool->created++;
+    pool->n_in_use++;
+    return p;
+
+exhausted:
+    pool->exhausted++;
+    return NULL;
+}
+
+/* Back to the pool: only empty pipes, so the next user starts clean. */
+static void pipe_put(struct sl_pipe_pool *pool, struct tun_pipe *p)
+{
+    SL_BUG_ON(p->len != 0);
+    p->next = pool->idle;
+    pool->idle = p;
+    pool->n_in_use--;
+    pool->n_idle++;
+}
+
+/* A pipe that hit an error or still holds bytes nobody will read is closed, not pooled. */
+static void pipe_kill(struct sl_pipe_pool *pool, struct tun_pipe *p)
+{
+    close(p->rfd);
+    close(p->wfd);
+    free(p);
+    pool->n_in_use--;
+}
+
+static void *buf_get(struct sl_pipe_pool *pool)
+{
+    void *b;
+
+    if (pool && pool->bufs) {
+        b = pool->bufs;
+        memcpy(&pool->bufs, b, sizeof(void *));
+        pool->n_bufs--;
+        return b;
+    }
+    return malloc(COPY_BUF_SIZE);
+}
+
+static void buf_put(struct sl_pipe_pool *pool, void *b)
+{
+    if (pool && pool->n_bufs < BUF_CACHE_MAX) {
+        memcpy(b, &pool->bufs, sizeof(void *));
+        pool->bufs = b;
+        pool->n_bufs++;
+        return;
+    }
+    free(b);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* One direction */
+
+static inline bool dir_pending(const struct tun_dir *d)
+{
+    return d->buf || d->pipe;
+}
+
+static void dir_drop_buf(struct sl_tunnel *t, struct tun_dir *d)
+{
+    if (d->flags & DIR_F_BUF_COPY)
+        buf_put(t->pool, d->buf);
+    else
+        free(d->buf);
+    d->buf = NULL;
+    d->off = d->len = 0;
+    d->flags &= ~DIR_F_BUF_COPY;
+}
+
+/* Whatever the direction still holds, at the end of the tunnel. */
+static void dir_release(struct sl_tunnel *t, struct tun_dir *d)
+{
+    if (d->buf)
+        dir_drop_buf(t, d);
+    if (d->pipe) {
+        pipe_kill(t->pool, d->pipe);
+        d->pipe = NULL;
+    }
+}
+
+/* Records why a read or write of side <side> (0 client, 1 target) failed: SL_ERROR. */
+static int dir_fail(struct sl_tunnel *t, int side, int err)
+{
+    if (err == ENOMEM || err == ENOBUFS)
+        t->end = SL_ERR_RESOURCES;
+    else
+        t->end = side == 0 ? SL_ERR_CLIENT_RESET : SL_ERR_TARGET_RESET;
+    return SL_ERROR;
+}
+
+static inline bool splice_unsupported(int err)
+{
+    return err == EINVAL || err == ENOSYS || err == EBADF;
+}
+
+/* splice refused to write the pipe out (never seen on TCP, but a socket with a ULP might):
+ * move what the pipe holds into a plain buffer so it can go out with send(), and copy from
+ * now on. The bytes are in the pipe already, so the reads cannot block. */
+static int pipe_to_buf(struct sl_tunnel *t, struct tun_dir *d)
+{
+    struct tun_pipe *p = d->pipe;
+    char *b = malloc(p->len);
+    uint32_t got = 0;
+
+    if (!b) {
+        t->end = SL_ERR_RESOURCES;
+        return SL_ERROR;
+    }
+    while (got < p->len) {
+        ssize_t n = read(p->rfd, b + got, p->len - got);
+
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            free(b);
+            t->end = SL_ERR_RESOURCES;
+            return SL_ERROR;
+        }
+        got += (uint32_t)n;
+    }
+    p->len = 0;
+    pipe_kill(t->pool, p);
+    d->pipe = NULL;
+    d->buf = b;
+    d->off = 0;
+    d->len = got;
+    d->flags |= DIR_F_NOSPLICE;
+    return SL_OK;
+}
+
+/* Sends what direction <i> holds to fd[!i]: SL_OK once it holds nothing,
+ * SL_AGAIN when the destination is full, SL_ERROR (t->end set) on an error. */
+static int tunnel_splice_out(struct sl_tunnel *t, int i)
+{
+    struct tun_dir *d = &t->dir[i];
+    int dst = t->fd[!i];
+
+again:
+    while (d->buf) {
+        /* MSG_NOSIGNAL: a peer that reset must cost an EPIPE, not the process. */
+        ssize_t n = send(dst, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
+
+        if (n == -1) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return SL_AGAIN;
+            return dir_fail(t, !i, errno);
+        }
+        d->off += (uint32_t)n;
+        t->bytes[i] += (uint64_t)n;
+        t->flags |= TUN_F_MOVED;
+        if (d->off == d->len)
+            dir_drop_buf(t, d);
+    }
+    while (d->pipe) {
+        struct tun_pipe *p = d->pipe;
+        /* splice cannot take MSG_NOSIGNAL: writing to a reset socket raises SIGPIPE, which
+         * the process must ignore (haproxy does the same). */
+        ssize_t n = splice(p->rfd, NULL, dst, NULL, p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+        if (n == -1) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return SL_AGAIN;
+            if (splice_unsupported(errno)) {
+                if (pipe_to_buf(t, d) != SL_OK)
+                    return SL_ERROR;
+                goto again;
+            }
+            return dir_fail(t, !i, errno);
+        }
+        /* We are the pipe's only reader and it holds p->len bytes, so 0 cannot happen. */
+        SL_BUG_ON(n == 0);
+        p->len -= (unsigned)n;
+        t->bytes[i] += (uint64_t)n;
+        t->flags |= TUN_F_MOVED | TUN_F_SPLICED;
+        if (p->len == 0) {
+            pipe_put(t->pool, p); /* empty: an idle tunnel holds no pipe */
+            d->pipe = NULL;
+        }
+    }
+    return SL_OK;
+}
+
+static void dir_saw_eof(struct sl_tunnel *t, int i)
+{
+    t->dir[i].flags |= DIR_F_EOF;
+    if (t->first_eof == SL_ERR_NONE)
+        t->first_eof = i == 0 ? SL_ERR_CLIENT_CLOSED : SL_ERR_TARGET_CLOSED;
+}
+
+/* Reads from fd[i] into pipe <p> until the socket is empty (EAGAIN) or the pipe is full;
+ * the pipe stays attached if it got bytes. Returns the bytes read (*more: the pipe filled
+ * up, the socket may hold more), 0 at EOF, SL_AGAIN, SL_DECLINED (splice unsupported and
+ * nothing read: copy instead) or SL_ERROR. */
+static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, bool *more)
+{
+    struct tun_dir *d = &t->dir[i];
+    ssize_t got = 0;
+
+    for (;;) {
+        /* Ask for all the room left: one call per pipeful rather than per segment. */
+        ssize_t n = splice(t->fd[i], NULL, p->wfd, NULL, p->cap - p->len,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+        if (n > 0) {
+            p->len += (unsigned)n;
+            got += n;
+            if (p->len >= p->cap) {
+                *more = true;
+                break;
+            }
+            continue;
+        }
+        if (n == 0) {
+            dir_saw_eof(t, i);
+            break;
+        }
+        if (errno == EINTR)
+            continue;
+        /* EAGAIN: the socket is empty, or the pipe ran out of slots before p->cap bytes
+         * (each slot holds one page at most, and segments rarely fill pages): either way
+         * level-triggered EV_READ tells us when to come back. */
+        if (errno == EAGAIN)
+            break;
+        if (splice_unsupported(errno)) {
+            d->flags |= DIR_F_NOSPLICE;
+            if (p->len == 0) {
+                pipe_kill(t->pool, p);
+                return SL_DECLINED;
+            }
+            break;
+        }
+        d->pipe = p; /* tunnel_end closes it with whatever it holds */
+        return dir_fail(t, i, errno);
+    }
+    if (p->len > 0)
+        d->pipe = p;
+    else
+        pipe_put(t->pool, p);
+    if (got > 0) {
+        t->flags |= TUN_F_MOVED;
+        return got;
+    }
+    return (d->flags & DIR_F_EOF) ? 0 : SL_AGAIN;
+}
+
+/* The copy path: one read of up to COPY_BUF_SIZE bytes. Same returns as tunnel_splice_in;
+ * *more when the buffer filled up. */
+static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
+{
+    struct tun_dir *d = &t->dir[i];
+    char *b = buf_get(t->pool);
+    ssize_t n;
+
+    if (!b) {
+        t->end = SL_ERR_RESOURCES;
+        return SL_ERROR;
+    }
+    do {
+        n = read(t->fd[i], b, COPY_BUF_SIZE);
+    } while (n == -1 && errno == EINTR);
+    if (n > 0) {
+        d->buf = b;
+        d->off = 0;
+        d->len = (uint32_t)n;
+        d->flags |= DIR_F_BUF_COPY;
+        /* A short read means the socket is empty now: skip the read that would only say
+         * EAGAIN. */
+        *more = n == COPY_BUF_SIZE;
+        t->flags |= TUN_F_MOVED;
+        return n;
+    }
+    buf_put(t->pool, b);
+    if (n == 0) {
+        dir_saw_eof(t, i);
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return SL_AGAIN;
+    return dir_fail(t, i, errno);
+}
+
+/* Direction <i> holds nothing and its source said EOF: pass the FIN on. The first one starts
+ * the FIN timeout for the other direction. */
+static void dir_shut(struct sl_tunnel *t, int i)
+{
+    struct tun_dir *d = &t->dir[i];
+    const struct timeval *c;
+    struct timeval tv;
+    uint32_t ms = SL_TUNNEL_FIN_TIMEOUT_MS;
+
+    if (d->flags & DIR_F_SHUT)
+        return;
+    d->flags |= DIR_F_SHUT;
+    /* A failure (the peer is gone) shows on that side's next read or write. */
+    shutdown(t->fd[!i], SHUT_WR);
+    if (t->dir[!i].flags & DIR_F_SHUT)
+        return; /* both done: the tunnel ends now */
+    t->fin_at_ms = mono_us() / 1000 + SL_TUNNEL_FIN_TIMEOUT_MS;
+    if (t->idle_ms && t->idle_ms < ms)
+        ms = t->idle_ms;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    c = event_base_init_common_timeout(t->base, &tv);
+    t->tmo = c ? *c : tv;
+    t->flags |= TUN_F_TMO | TUN_F_REARM;
+}
+
+/* Moves direction <i> as far as it goes now: flush what it holds, then read and flush
+ * again, until the source is empty, the destination is full (backpressure: it
+ * stops reading and waits for EV_WRITE on the destination) or the budget is spent.
+ * SL_OK, or SL_ERROR with t->end set. */
+static int dir_pump(struct sl_tunnel *t, int i)
+{
+    struct tun_dir *d = &t->dir[i];
+    size_t budget = PUMP_BUDGET;
+    bool more = true;
+
+    for (;;) {
+        if (dir_pending(d)) {
+            int rc = tunnel_splice_out(t, i);
+
+            if (rc == SL_AGAIN)
+                return SL_OK;
+            if (rc != SL_OK)
+                return rc;
+        }
+        if (d->flags & DIR_F_EOF) {
+            dir_shut(t, i);
+            return SL_OK;
+        }
+        if (!more || budget == 0)
+            return SL_OK;
+
+        ssize_t n = SL_DECLINED;
+        struct tun_pipe *p;
+
+        more = false;
+        if (!(d->flags & DIR_F_NOSPLICE) && (p = pipe_get(t->pool)) != NULL)
+            n = tunnel_splice_in(t, i, p, &more);
+        if (n == SL_DECLINED)
+            n = copy_in(t, i, &more);
+        if (n == SL_AGAIN)
+            return SL_OK;
+        if (n < 0)
+            return SL_ERROR;
+        budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The tunnel */
+
+static void tunnel_on_io(evutil_socket_t fd, short what, void *arg);
+
+/* Sets fd[i]'s interest from the state: EV_READ while its direction may read (no EOF, holds
+ * nothing), EV_WRITE while the other direction holds bytes for it. Touches the event (two
+ * epoll_ctl calls) only when that changed or <force>. 0, or -1 if event_add failed. */
+static int tunnel_watch(struct sl_tunnel *t, int i, bool force)
+{
+    const struct tun_dir *d = &t->dir[i];
+    short want = 0;
+
+    if (!(d->flags & DIR_F_EOF) && !dir_pending(d))
+        want |= EV_READ;
+    if (dir_pending(&t->dir[!i]))
+        want |= EV_WRITE;
+    if (want == t->interest[i] && !force)
+        return 0;
+    if (t->interest[i] != -1)
+        event_del(&t->ev[i]);
+    t->interest[i] = -1;
+    event_assign(&t->ev[i], t->base, t->fd[i], want | EV_PERSIST, tunnel_on_io, t);
+    /* With no EV_READ/EV_WRITE the event is a pure timer: the timeout still runs. */
+    if (event_add(&t->ev[i], (t->flags & TUN_F_TMO) ? &t->tmo : NULL) == -1)
+        return -1;
+    t->interest[i] = want;
+    return 0;
+}
+
+static void abort_close(int fd)
+{
+    /* Linger 0: close sends RST, so the peer learns the stream broke rather than ended. */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+/* Closes both fds, gives back pipes and buffers, leaves the list, calls done and frees the
+ * tunnel. Inside a callback it must be the last thing done with <t>. */
+static void tunnel_end(struct sl_tunnel *t, enum sl_err why)
+{
+    struct sl_tunnel_info info;
+    bool reset =
+        why == SL_ERR_CLIENT_RESET || why == SL_ERR_TARGET_RESET || why == SL_ERR_RESOURCES;
+
+    t->flags |= TUN_F_ENDED;
+    t->end = (uint8_t)why;
+    t->end_us = mono_us();
+    for (int i = 0; i < 2; i++) {
+        /* Also takes the event off the active queue if the other fd is ready in this same
+         * loop pass, so libevent never calls us on freed memory. */
+        if (t->interest[i] != -1)
+            event_del(&t->ev[i]);
+        if (reset)
+            abort_close(t->fd[i]);
+        else
+            close(t->fd[i]);
+        dir_release(t, &t->dir[i]);
+    }
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->list->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->list->n--;
+    sl_tunnel_get_info(t, &info);
+    if (t->done)
+        t->done(t, &info, t->done_arg);
+    free(t);
+}
+
+/* Whether the timeout that just fired ends the tunnel, and why. The events' timers are
+ * re-armed by their own activity only, so a timer may fire while the other fd is busy. */
+static bool tunnel_expired(const struct sl_tunnel *t, enum sl_err *why)
+{
+    uint64_t now = mono_us() / 1000;
+
+    if (t->fin_at_ms && now + TIMEOUT_SLACK_MS >= t->fin_at_ms) {
+        *why = (enum sl_err)t->first_eof; /* the side that closed first ended it */
+        return true;
+    }
+    if (t->idle_ms && now + TIMEOUT_SLACK_MS >= t->last_ms + t->idle_ms) {
+        *why = SL_ERR_IDLE_TIMEOUT;
+        return true;
+    }
+    return false;
+}
+
+/* HOT: splice. Both directions of a tunnel are driven from here (dir_pump ->
+ * tunnel_splice_in/_out): fd is the source of its own direction (EV_READ) and the
+ * destination of the other one (EV_WRITE). */
+static void tunnel_on_io(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_tunnel *t = arg;
+    int i = fd == t->fd[1];
+    enum sl_err why;
+
+    if ((what & EV_TIMEOUT) && tunnel_expired(t, &why)) {
+        tunnel_end(t, why);
+        return;
+    }
+    if ((what & EV_WRITE) && dir_pump(t, !i) != SL_OK) {
+        tunnel_end(t, (enum sl_err)t->end);
+        return;
+    }
+    if ((what & EV_READ) && dir_pump(t, i) != SL_OK) {
+        tunnel_end(t, (enum sl_err)t->end);
+        return;
+    }
+    if (t->flags & TUN_F_MOVED) {
+        t->flags &= ~TUN_F_MOVED;
+        t->last_ms = mono_us() / 1000;
+    }
+    if (t->dir[0].flags & t->dir[1].flags & DIR_F_SHUT) {
+        tunnel_end(t, (enum sl_err)t->first_eof);
+        return;
+    }
+    bool force = t->flags & TUN_F_REARM;
+
+    t->flags &= ~TUN_F_REARM;
+    if (tunnel_watch(t, 0, force) == -1 || tunnel_watch(t, 1, force) == -1)
+        tunnel_end(t, SL_ERR_RESOURCES);
+}
+
+/* A copy of <len> handed-over bytes as direction <d>'s first bytes. */
+static int dir_handover(struct tun_dir *d, const void *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len > UINT32_MAX)
+        return -1;
+    d->buf = malloc(len);
+    if (!d->buf)
+        return -1;
+    memcpy(d->buf, data, len);
+    d->off = 0;
+    d->len = (uint32_t)len;
+    return 0;
+}
+
+/* Makes and starts the tunnel between <client_fd> and <target_fd> (see tunnel.h). No I/O
+ * here: the handed-over bytes wait for EV_WRITE, so a write error can never call <done>
+ * before the caller has the pointer. Returns the tunnel, owning both fds and linked into
+ * <list>; or NULL (out of memory, or event_add failed) with both fds closed and <done> not
+ * called. */
+struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *pool,
+                                struct sl_tunnel_list *list, int client_fd, int target_fd,
+                                const void *to_target, size_t to_target_len, const void *to_client,
+                                size_t to_client_len, uint32_t idle_ms, sl_tunnel_done_cb done,
+                                void *arg)
+{
+    struct sl_tunnel *t = calloc(1, sizeof(*t));
+
+    if (!t)
+        goto fail;
+    t->base = base;
+    t->pool = pool;
+    t->list = list;
+    t->done = done;
+    t->done_arg = arg;
+    t->fd[0] = client_fd;
+    t->fd[1] = target_fd;
+    t->idle_ms = idle_ms;
+    t->interest[0] = t->interest[1] = -1;
+    gettimeofday(&t->start, NULL);
+    t->start_us = mono_us();
+    t->last_ms = t->start_us / 1000;
+    if (dir_handover(&t->dir[0], to_target, to_target_len) == -1 ||
+        dir_handover(&t->dir[1], to_client, to_client_len) == -1)
+        goto fail;
+    if (idle_ms > 0) {
+        struct timeval tv = {.tv_sec = idle_ms / 1000, .tv_usec = (idle_ms % 1000) * 1000};
+        /* One queue per distinct duration, O(1) add and remove, instead of the min-heap:
+         * every tunnel of a listener shares the same idle timeout. NULL only past 256
+         * distinct durations; the plain timeout works then too. */
+        const struct timeval *c = event_base_init_common_timeout(base, &tv);
+
+        t->tmo = c ? *c : tv;
+        t->flags |= TUN_F_TMO;
+    }
+    if (tunnel_watch(t, 0, true) == -1 || tunnel_watch(t, 1, true) == -1)
+        goto fail;
+
+    t->prev = NULL;
+    t->next = list->head;
+    if (list->head)
+        list->head->prev = t;
+    list->head = t;
+    list->n++;
+    return t;
+
+fail:
+    if (t) {
+        for (int i = 0; i < 2; i++) {
+            if (t->interest[i] != -1)
+                event_del(&t->ev[i]);
+            free(t->dir[i].buf);
+        }
+        free(t);
+    }
+    close(client_fd);
+    close(target_fd);
+    return NULL;
+}
+
+/* Fills <out> with <t>'s counters so far (final ones inside the done callback). */
+void sl_tunnel_get_info(const struct sl_tunnel *t, struct sl_tunnel_info *out)
+{
+    uint64_t now = (t->flags & TUN_F_ENDED) ? t->end_us : mono_us();
+
+    out->bytes_up = t->bytes[0];
+    out->bytes_down = t->bytes[1];
+    out->start = t->start;
+    out->duration_us = now - t->start_us;
+    out->end = (t->flags & TUN_F_ENDED) ? (enum sl_err)t->end : SL_ERR_NONE;
+    out->spliced = t->flags & TUN_F_SPLICED;
+}
+
+/* Ends <t> now with reason <why>: reset reasons (and SL_ERR_RESOURCES) close both sockets
+ * with RST, others with FIN. Calls done, frees <t>. A tunnel already ending is left alone. */
+void sl_tunnel_close(struct sl_tunnel *t, enum sl_err why)
+{
+    if (!t || (t->flags & TUN_F_ENDED))
+        return;
+    tunnel_end(t, why);
+}
+
+/* Ends every tunnel in <list> with <why>. A done callback may close others: the head is
+ * re-read after each one. */
+void sl_tunnel_close_all(struct sl_tunnel_list *list, enum sl_err why)
+{
+    while (list->head)
+        tunnel_end(list->head, why);
+}

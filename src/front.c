@@ -548,6 +548,11 @@ static void process(struct sl_conn *c)
 {
     while (c->state == CS_HEAD &&
            evbuffer_get_length(bufferevent_get_input(c->cb)) > 0) {
+        /* A client that pipelines without reading our answers waits until it does. */
+        if (evbuffer_get_length(bufferevent_get_output(c->cb)) >= CONN_HIGH_WATER) {
+            bufferevent_disable(c->cb, EV_READ);
+            return;
+        }
         if (handle_head(c) != 0)
             return;
     }
@@ -564,6 +569,8 @@ void front_pump_request_body(struct sl_conn *c)
 
     if (c->flags & CF_REQ_DONE)
         return;
+    if (c->reqb.kind == SL_BODY_NONE)
+        rc = SL_OK;
     n = evbuffer_peek(in, -1, NULL, v, 16);
     for (int i = 0; i < n && i < 16 && rc == SL_AGAIN; i++) {
         size_t used;
@@ -635,6 +642,11 @@ static void on_write(struct bufferevent *bev, void *arg)
             linger(c);
         return;
     }
+    if (c->state == CS_HEAD) {
+        bufferevent_enable(c->cb, EV_READ);
+        process(c);
+        return;
+    }
     front_client_drained(c);
 }
 
@@ -643,7 +655,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     struct sl_conn *c = arg;
 
     (void)bev;
-    if (c->state == CS_FORWARD && (what & BEV_EVENT_EOF) && (c->flags & CF_REQ_DONE)) {
+    if ((what & BEV_EVENT_EOF) &&
+        ((c->state == CS_FORWARD && (c->flags & CF_REQ_DONE)) ||
+         (c->state == CS_CONNECT && c->reqb.kind == SL_BODY_NONE))) {
         /* The client half-closed after a complete request: answer it, then close. */
         c->flags |= CF_CLOSE_AFTER;
         return;

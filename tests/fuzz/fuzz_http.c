@@ -1,5 +1,7 @@
-/* libFuzzer: any bytes as a request head, parsed and routed through the demo config's rules.
- * Must never crash, hang or read out of bounds. */
+/* libFuzzer: any bytes as a request head, parsed and routed through the demo config's rules;
+ * the same bytes as a response head and as chunked/length bodies fed in uneven pieces. Must
+ * never crash, hang or read out of bounds, and the body scanner must never claim more bytes
+ * than it was given. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         scratch = sl_router_scratch_new();
         if (!cfg || !scratch)
             abort();
+    }
+    {
+        static struct sl_http_response resp;
+        struct sl_http_body b;
+        size_t off = 0, step = size ? (data[0] % 7) + 1 : 1;
+
+        if (sl_http_parse_response((const char *)data, size, size && (data[0] & 1), &resp) ==
+                SL_OK && resp.head_len > size)
+            abort();
+        sl_http_body_init(&b, size && (data[0] & 2) ? SL_BODY_LENGTH : SL_BODY_CHUNKED, size / 2);
+        while (off < size) {
+            size_t piece = size - off < step ? size - off : step, used = 0;
+            int rc = sl_http_body_scan(&b, (const char *)data + off, piece, &used);
+
+            if (used > piece)
+                abort();
+            if (rc != SL_AGAIN)
+                break;
+            off += piece;
+        }
     }
     memset(&h, 0, sizeof(h));
     if (sl_http_parse_head((const char *)data, size, &h) != SL_OK)

@@ -204,8 +204,9 @@ static void cli_on_restart(evutil_socket_t fd, short what, void *arg)
         cli_start(c);
 }
 
-/* A connection ended, with the reason <err> or normally (NULL). After this the caller must not
- * touch <c>: an upgrades slot may already be on its next connection. */
+/* A connection ended, with the reason <err> or normally (NULL): closes it and does the
+ * phase's bookkeeping. The caller returns at once: <c> is closed (an upgrades slot starts its
+ * next connection from the loop). */
 static void cli_end(struct cconn *c, const char *err)
 {
     struct cworker *w = c->w;

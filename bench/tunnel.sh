@@ -7,7 +7,8 @@
 # Usage: bench/tunnel.sh [bulk|memory|all]   (default all), from any directory.
 # Settings (environment): BUILD=build (relative to the repo or absolute), THREADS=1 (sluice's
 # "threads"), SERVER_THREADS=1, RUNS=5, RUN_SECONDS=3, SIZE=1M, CONNS=1, IDLE_CONNS=9900,
-# HOLD=20; SLUICE and BENCH override the two binaries' paths. Only processes this script starts are killed, by PID; every step is bounded in time.
+# HOLD=20; SLUICE and BENCH override the two binaries' paths. Only processes this script
+# starts are killed, by PID; every step is bounded in time.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -45,6 +46,7 @@ ulimit -n "$(ulimit -Hn)"
 
 tmp=$(mktemp -d /tmp/sluice-tunnel.XXXXXX)
 pids=()
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
     local p
     for p in "${pids[@]}"; do
@@ -58,8 +60,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# A port nobody listens on now (the kernel's pick for port 0).
 free_port() {
-    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    /usr/bin/python3 -c \
+        'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # wait_port PORT PID: until PORT accepts, while PID lives; at most 10 s.
@@ -81,21 +85,33 @@ stop() {
 }
 
 median() {
-    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan";
-        else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2];
+        else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+count_fds() {
+    find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l
 }
 
 rss_kib() {
     awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
-# The echo target, shared by every run.
-srv_port=$(free_port)
-"$BENCH" server --listen "127.0.0.1:$srv_port" --threads "$SERVER_THREADS" --name target \
+# The echo target, shared by every run, on a port the kernel picks: its listening line says
+# which.
+"$BENCH" server --listen 127.0.0.1:0 --threads "$SERVER_THREADS" --name target \
     2>"$tmp/server.log" &
 srv_pid=$!
 pids+=("$srv_pid")
-if ! wait_port "$srv_port" "$srv_pid"; then
+srv_port=
+for _ in $(seq 50); do
+    srv_port=$(sed -n 's/^sluice-bench server listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' \
+        "$tmp/server.log")
+    [ -n "$srv_port" ] && break
+    sleep 0.2
+done
+if [ -z "$srv_port" ] || ! wait_port "$srv_port" "$srv_pid"; then
     echo "$0: sluice-bench server did not start:" >&2
     cat "$tmp/server.log" >&2
     exit 1
@@ -152,7 +168,8 @@ if [ "$what" != memory ]; then
         echo "   (sluice run unavailable: direct runs only)"
         proxied=0
     fi
-    : >"$tmp/direct" >"$tmp/proxied"
+    : >"$tmp/direct"
+    : >"$tmp/proxied"
     for i in $(seq "$RUNS"); do
         d=$(bulk_once "$srv_port") || exit 1
         echo "$d" >>"$tmp/direct"
@@ -188,7 +205,7 @@ if [ "$what" != bulk ]; then
     timeout 60 "$BENCH" upgrades --url "$url" --seconds 1 >/dev/null
     sleep 1
     before=$(rss_kib "$lb_pid")
-    fds0=$(ls "/proc/$lb_pid/fd" | wc -l)
+    fds0=$(count_fds "$lb_pid")
     start=$(date +%s)
     timeout $((HOLD + 240)) "$BENCH" idle --url "$url" --conns "$IDLE_CONNS" --hold "$HOLD" \
         >"$tmp/idle.out" 2>"$tmp/idle.err" &
@@ -196,18 +213,19 @@ if [ "$what" != bulk ]; then
     pids+=("$idle_pid")
     # All tunnels are up once sluice holds two more fds per tunnel (bounded: 120 s).
     want=$((fds0 + 2 * IDLE_CONNS))
+    tunnels=$IDLE_CONNS
     while :; do
-        fds=$(ls "/proc/$lb_pid/fd" | wc -l)
+        fds=$(count_fds "$lb_pid")
         [ "$fds" -ge "$want" ] && break
         if ! kill -0 "$idle_pid" 2>/dev/null || [ $(($(date +%s) - start)) -ge 120 ]; then
-            echo "$0: only $(((fds - fds0) / 2)) of $IDLE_CONNS tunnels came up" >&2
+            tunnels=$(((fds - fds0) / 2))
+            echo "$0: only $tunnels of $IDLE_CONNS tunnels came up" >&2
             break
         fi
         sleep 0.5
     done
     sleep 2
     after=$(rss_kib "$lb_pid")
-    tunnels=$(((fds - fds0) / 2))
     if ! wait "$idle_pid"; then
         status=1
     fi
@@ -216,8 +234,9 @@ if [ "$what" != bulk ]; then
     echo "   sluice VmRSS: ${before} KiB after warm-up, ${after} KiB with $tunnels tunnels"
     if [ "$tunnels" -gt 0 ]; then
         awk -v a="$after" -v b="$before" -v n="$tunnels" 'BEGIN {
-            printf "   per idle tunnel: %.0f bytes (RSS delta / tunnels; includes libevent'"'"'s per-fd\n", (a - b) * 1024 / n
-            print  "   maps, excludes kernel socket buffers)" }'
+            printf "   per idle tunnel: %.0f bytes\n", (a - b) * 1024 / n }'
+        echo "   (RSS delta / tunnels: includes libevent's per-fd maps and allocator slack;"
+        echo "   kernel socket buffers are not in RSS)"
     fi
     stop "$lb_pid"
 fi

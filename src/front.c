@@ -172,13 +172,16 @@ void sl_front_on_accept(int fd, short what, void *arg)
             case ENOMEM:
                 pause_accepting(w, errno);
                 return;
-            default: /* EAGAIN: done; anything else: the next readiness retries */
+            case EAGAIN:
+                /* The backlog is empty: whatever ran short of fds is over. */
+                if (SL_UNLIKELY(w->fd_exhausted)) {
+                    w->fd_exhausted = false;
+                    sl_log(SL_LOG_INFO, "worker %u: accepting again", w->id);
+                }
+                return;
+            default: /* the next readiness retries */
                 return;
             }
-        }
-        if (SL_UNLIKELY(w->fd_exhausted)) {
-            w->fd_exhausted = false;
-            sl_log(SL_LOG_INFO, "worker %u: accepting again", w->id);
         }
         conn_new(ln, cfd, &ss);
     }
@@ -198,8 +201,10 @@ void front_close(struct sl_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->n_conns--;
-    if (c->cb)
+    if (c->cb) {
+        bufferevent_setfd(c->cb, -1); /* see upstream_release */
         bufferevent_free(c->cb);
+    }
     if (c->cfd != -1)
         close(c->cfd);
     if (c->timer)

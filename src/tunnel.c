@@ -492,7 +492,8 @@ static void dir_shut(struct sl_tunnel *t, int i)
     struct tun_dir *d = &t->dir[i];
     const struct timeval *c;
     struct timeval tv;
-    uint32_t ms = SL_TUNNEL_FIN_TIMEOUT_MS;
+    uint32_t fin = t->list->draining ? SL_TUNNEL_DRAIN_FIN_MS : SL_TUNNEL_FIN_TIMEOUT_MS;
+    uint32_t ms = fin;
 
     if (d->flags & DIR_F_SHUT)
         return;
@@ -501,7 +502,7 @@ static void dir_shut(struct sl_tunnel *t, int i)
     shutdown(t->fd[!i], SHUT_WR);
     if (t->dir[!i].flags & DIR_F_SHUT)
         return; /* both done: the tunnel ends now */
-    t->fin_at_ms = mono_us() / 1000 + SL_TUNNEL_FIN_TIMEOUT_MS;
+    t->fin_at_ms = mono_us() / 1000 + fin;
     if (t->idle_ms && t->idle_ms < ms)
         ms = t->idle_ms;
     tv.tv_sec = ms / 1000;
@@ -781,6 +782,19 @@ void sl_tunnel_close(struct sl_tunnel *t, enum sl_err why)
     if (!t || (t->flags & TUN_F_ENDED))
         return;
     tunnel_end(t, why);
+}
+
+/* Shutdown: ends the half-closed tunnels of <list> and shortens later FIN timeouts. */
+void sl_tunnel_list_drain(struct sl_tunnel_list *list)
+{
+    struct sl_tunnel *t, *next;
+
+    list->draining = true;
+    for (t = list->head; t; t = next) {
+        next = t->next;
+        if ((t->dir[0].flags | t->dir[1].flags) & DIR_F_SHUT)
+            tunnel_end(t, (enum sl_err)t->first_eof);
+    }
 }
 
 /* Ends every tunnel in <list> with <why>. A done callback may close others: the head is

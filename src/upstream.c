@@ -188,6 +188,9 @@ static void proxy_header(struct sl_conn *c, struct evbuffer *out)
 void upstream_release(struct sl_conn *c)
 {
     if (c->ub) {
+        /* Detach the fd first: a bufferevent freed inside its own callback unregisters
+         * later, and by then the fd number may belong to the next target's socket. */
+        bufferevent_setfd(c->ub, -1);
         bufferevent_free(c->ub);
         c->ub = NULL;
     }

@@ -196,6 +196,7 @@ static void on_stop(int fd, short what, void *arg)
         if (w->accept_resume)
             event_del(w->accept_resume);
         sl_front_stop(w);
+        sl_tunnel_list_drain(&w->tunnels);
     }
     if (drain == 0) {
         on_grace(-1, 0, w);

@@ -21,6 +21,8 @@ struct sl_pipe_pool;
 /* After one side's EOF has been passed on, the other direction gets at most this long (ms)
  * before the tunnel ends: a WebSocket half-closed is a WebSocket closing. */
 #define SL_TUNNEL_FIN_TIMEOUT_MS 10000
+/* The same while sluice is stopping: the drain period is for conversations still going. */
+#define SL_TUNNEL_DRAIN_FIN_MS 1000
 
 struct sl_pipe_pool_stats {
     unsigned idle;      /* pipes in the pool, empty */
@@ -56,6 +58,7 @@ typedef void (*sl_tunnel_done_cb)(struct sl_tunnel *t, const struct sl_tunnel_in
 struct sl_tunnel_list {
     struct sl_tunnel *head;
     size_t n;
+    bool draining; /* set by sl_tunnel_list_drain */
 };
 
 /* Makes a tunnel between connected, non-blocking sockets <client_fd> and <target_fd> and
@@ -75,6 +78,10 @@ void sl_tunnel_get_info(const struct sl_tunnel *t, struct sl_tunnel_info *out);
 /* Ends the tunnel now with reason <why> (both fds closed, done called, tunnel freed). Not to be
  * called from within the tunnel's own done callback. */
 void sl_tunnel_close(struct sl_tunnel *t, enum sl_err why);
+/* Shutdown has begun: tunnels of <list> already half-closed end now (their conversation is
+ * over, only a peer's FIN is missing), and later half-closes wait at most
+ * SL_TUNNEL_DRAIN_FIN_MS instead of SL_TUNNEL_FIN_TIMEOUT_MS. */
+void sl_tunnel_list_drain(struct sl_tunnel_list *list);
 /* Ends every tunnel in <list> with reason <why>. */
 void sl_tunnel_close_all(struct sl_tunnel_list *list, enum sl_err why);
 

@@ -22,7 +22,7 @@
 
 static const char *const local_keys[] = {
     "threads", "admin", "addressMap", "certificates", "sync", "tunnelTimeout", "drainTimeout",
-    "headerTimeout", "closeOnTargetDown", "connectTimeout", "accessLog",
+    "headerTimeout", "closeOnTargetDown", "connectTimeout", "accessLog", "pipeSize",
 };
 
 static void load_address_map(struct ld *ld, const json_t *obj, struct sl_map_entry *v, size_t *n)
@@ -95,6 +95,7 @@ static void load_local(struct ld *ld, const json_t *root)
     l->connect_timeout_ms = 5000;
     l->drain_timeout_ms = 30000;
     l->access_log = "-";
+    l->pipe_size = 256 * 1024;
     m = s ? cfg_member(s, "addressMap") : NULL;
     map = sl_arena_calloc(ld->a, (m && json_is_object(m) ? json_object_size(m) : 0) +
                                      (o ? o->n_map : 0) + 1, sizeof(*map));
@@ -108,7 +109,7 @@ static void load_local(struct ld *ld, const json_t *root)
                 cfg_push_key(ld, k);
                 warn(ld, "unknown sluice setting, ignored (known: threads, admin, addressMap, "
                          "certificates, sync, tunnelTimeout, drainTimeout, headerTimeout, "
-                         "closeOnTargetDown, connectTimeout, accessLog)");
+                         "closeOnTargetDown, connectTimeout, accessLog, pipeSize)");
                 cfg_pop(ld);
             }
         }
@@ -156,6 +157,9 @@ static void load_local(struct ld *ld, const json_t *root)
         cfg_get_bool(ld, s, "closeOnTargetDown", &l->close_on_target_down);
         if (cfg_get_int(ld, s, "connectTimeout", false, 1, INT32_MAXV, "ms", &v) == 1)
             l->connect_timeout_ms = (uint32_t)v;
+        if (cfg_get_int(ld, s, "pipeSize", false, 0, 1 << 30,
+                        "bytes per splice pipe (0 = the kernel's default, 64 KiB)", &v) == 1)
+            l->pipe_size = (uint32_t)v;
         cfg_get_str(ld, s, "accessLog", false, "a file name, \"-\" (stdout) or \"off\"",
                     &l->access_log);
         cfg_pop(ld);

@@ -231,7 +231,7 @@ static int worker_init(struct sl_workers *ws, struct sl_worker *w, unsigned id,
     w->base = event_base_new();
     w->bal = sl_balancer_new(cfg, 0x9e3779b97f4a7c15ull * (id + 1));
     w->scratch = sl_router_scratch_new();
-    w->pipes = sl_pipe_pool_new(pipes_per_worker, 0);
+    w->pipes = sl_pipe_pool_new(pipes_per_worker, cfg->local.pipe_size);
     if (!w->base || !w->bal || !w->scratch || !w->pipes)
         return -1;
     find_sources(cfg, &w->source);

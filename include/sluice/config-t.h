@@ -223,6 +223,7 @@ struct sl_local {
     bool close_on_target_down;    /* default false */
     uint32_t connect_timeout_ms;  /* default 5000 */
     const char *access_log;       /* "-" = stdout (default), "off" = none, else a file */
+    uint32_t pipe_size;           /* splice pipe size in bytes; default 256 KiB, 0 = kernel's */
 };
 
 struct sl_config {

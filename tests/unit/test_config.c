@@ -173,7 +173,8 @@ static const char full_config[] =
     "    'sync': {'datacenterId': 'dc-1', 'applicationLoadBalancerId': 'alb-1',\n"
     "             'intervalSeconds': 30},\n"
     "    'tunnelTimeout': 3600000, 'drainTimeout': 5000, 'headerTimeout': 2000,\n"
-    "    'closeOnTargetDown': true}\n"
+    "    'closeOnTargetDown': true, 'connectTimeout': 1500, 'accessLog': 'off',\n"
+    "    'pipeSize': 1048576}\n"
     "}\n";
 
 static void test_full_config(void **state)
@@ -344,6 +345,9 @@ static void test_full_config(void **state)
     assert_int_equal(l->drain_timeout_ms, 5000);
     assert_int_equal(l->header_timeout_ms, 2000);
     assert_true(l->close_on_target_down);
+    assert_int_equal(l->connect_timeout_ms, 1500);
+    assert_string_equal(l->access_log, "off");
+    assert_int_equal(l->pipe_size, 1048576);
 
     assert_string_equal(sl_algorithm_name(g->algorithm), "LEAST_CONNECTION");
     assert_string_equal(sl_proxy_protocol_name(t->proxy_protocol), "v2ssl");
@@ -423,6 +427,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->local.drain_timeout_ms, 30000);
     assert_int_equal(c->local.connect_timeout_ms, 5000);
     assert_string_equal(c->local.access_log, "-");
+    assert_int_equal(c->local.pipe_size, 256 * 1024);
     assert_false(c->local.close_on_target_down);
     assert_int_equal(c->local.n_certificates, 0);
     run_done(&r);

@@ -247,11 +247,13 @@ void sl_front_stop(struct sl_worker *w)
 
     for (c = w->conns; c; c = next) {
         next = c->next;
-        if (c->state == CS_HEAD && evbuffer_get_length(bufferevent_get_input(c->cb)) == 0 &&
-            evbuffer_get_length(bufferevent_get_output(c->cb)) == 0)
+        c->flags |= CF_CLOSE_AFTER;
+        if (c->state != CS_HEAD || evbuffer_get_length(bufferevent_get_input(c->cb)) != 0)
+            continue; /* finishes its request, then closes */
+        if (evbuffer_get_length(bufferevent_get_output(c->cb)) == 0)
             front_close(c);
         else
-            c->flags |= CF_CLOSE_AFTER;
+            close_after_output(c);
     }
 }
 
@@ -593,7 +595,12 @@ void front_pump_request_body(struct sl_conn *c)
         c->req_bytes += total;
     }
     if (rc == SL_OK) {
+        uint32_t ms = c->ln->fr->client_timeout_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
         c->flags |= CF_REQ_DONE;
+        /* Now the wait for the answer starts: clientTimeout bounds it. */
+        bufferevent_set_timeouts(c->ub, &tv, &tv);
         /* Pipelined requests wait until this response is complete. */
         bufferevent_disable(c->cb, EV_READ);
     } else if (evbuffer_get_length(out) >= CONN_HIGH_WATER) {
@@ -621,7 +628,7 @@ static void on_read(struct bufferevent *bev, void *arg)
         process(c);
         break;
     case CS_FORWARD:
-        if (!(c->flags & CF_REQ_DONE) && !(c->flags & CF_WEBSOCKET))
+        if (!(c->flags & CF_REQ_DONE))
             front_pump_request_body(c);
         else
             bufferevent_disable(c->cb, EV_READ);
@@ -660,6 +667,17 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     struct sl_conn *c = arg;
 
     (void)bev;
+    if (c->state == CS_HEAD && (what & BEV_EVENT_TIMEOUT) && (c->flags & CF_HEAD_TIMER)) {
+        on_timer(-1, 0, c); /* clientTimeout ran out first: still a 408 */
+        return;
+    }
+    if (c->state == CS_HEAD && (what & BEV_EVENT_EOF) &&
+        evbuffer_get_length(bufferevent_get_output(c->cb)) != 0) {
+        /* A half-closed client still gets all of its last answer. */
+        c->flags |= CF_CLOSE_AFTER;
+        close_after_output(c);
+        return;
+    }
     if ((what & BEV_EVENT_EOF) &&
         ((c->state == CS_FORWARD && (c->flags & CF_REQ_DONE)) ||
          (c->state == CS_CONNECT && c->reqb.kind == SL_BODY_NONE))) {

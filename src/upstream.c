@@ -231,7 +231,7 @@ static int connect_target(struct sl_conn *c)
 
     fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
-        c->err = SL_ERR_RESOURCES;
+        connect_failed(c, SL_ERR_RESOURCES);
         return SL_DECLINED;
     }
     c->ufd = fd;
@@ -299,20 +299,16 @@ static void connected(struct sl_conn *c)
 
     c->state = CS_FORWARD;
     c->err = SL_ERR_NONE; /* an earlier target's failure is history (counted in "tries") */
-    /* clientTimeout also bounds the wait for the target: IONOS documents no other. */
-    bufferevent_set_timeouts(c->ub, &tv, &tv);
+    /* clientTimeout also bounds the target (IONOS documents no other timeout): while the
+     * request goes out, a target that stops reading it; once it is out, the wait for the
+     * answer (armed in front_pump_request_body). */
+    bufferevent_set_timeouts(c->ub, NULL, &tv);
     if (c->pick.target->proxy_protocol != SL_PROXY_NONE)
         proxy_header(c, out);
     evbuffer_add_buffer(out, c->fwd);
     bufferevent_enable(c->ub, EV_READ);
-    if (c->flags & CF_WEBSOCKET) {
-        /* Frames the client sends before the 101 wait in its input for the tunnel. */
-        if (c->reqb.kind == SL_BODY_NONE)
-            c->flags |= CF_REQ_DONE;
-        else
-            front_pump_request_body(c);
-        return;
-    }
+    /* For an upgrade, frames the client sends before the 101 wait in its input for the
+     * tunnel: the pump stops at the end of the request. */
     front_pump_request_body(c);
 }
 
@@ -540,7 +536,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 
     (void)bev;
     /* The target took the body bytes waiting for it: read more from the client. */
-    if (c->state == CS_FORWARD && !(c->flags & CF_REQ_DONE) && !(c->flags & CF_WEBSOCKET))
+    if (c->state == CS_FORWARD && !(c->flags & CF_REQ_DONE))
         front_pump_request_body(c);
 }
 

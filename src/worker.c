@@ -303,8 +303,7 @@ struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         if (pthread_create(&ws->w[i].thread, NULL, worker_main, &ws->w[i]) != 0) {
             sl_log(SL_LOG_ERR, "cannot start worker thread %u", i);
-            /* Threads already running are stopped and joined. */
-            ws->n = i;
+            /* Threads already running are stopped and joined; every worker is freed. */
             sl_workers_stop(ws, 0);
             sl_workers_join(ws);
             return NULL;

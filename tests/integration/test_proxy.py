@@ -574,6 +574,37 @@ class Http(ProxyTest):
             r = read_response(conn, timeout=30)
             self.assertTrue(r.body == body)
 
+    def test_half_closed_client_gets_whole_response(self):
+        """A client that shuts its write side after the request and reads late still gets
+        every byte of a large answer."""
+        py = self.pyback("p1")
+        s = self.simple(py.port)
+        n = 8 << 20
+        with Conn.connect(s.port) as conn:
+            conn.send(request_bytes("GET", "/big?n=%d" % n))
+            conn.sock.shutdown(socket.SHUT_WR)
+            time.sleep(0.5)  # let sluice's buffers fill while we do not read
+            r = read_response(conn, timeout=30)
+            self.assertEqual(r.status, 200)
+            self.assertTrue(r.body == pattern(n), "got %d of %d bytes" % (len(r.body), n))
+
+    def test_slow_upload_longer_than_client_timeout(self):
+        """clientTimeout is an idle timeout: a body trickling in (a byte every 0.4 s for
+        longer than clientTimeout 1000 ms) must not get a 504."""
+        py = self.pyback("p1")
+        port = wskit.free_port()
+        s = self.sluice(config(port, [forward("tg-1")], [group("tg-1", [target(py.port)])],
+                               client_timeout=1000))
+        body = b"0123456"
+        with Conn.connect(s.port) as conn:
+            conn.send(request_bytes("POST", "/echo-body",
+                                    [("Content-Length", str(len(body)))]))
+            for i in range(len(body)):
+                time.sleep(0.4)
+                conn.send(body[i:i + 1])
+            r = read_response(conn, timeout=10)
+            self.assertEqual((r.status, r.body), (200, body))
+
     RESPONSES = (("HEAD", "/", 200, b""),
                  ("GET", "/204", 204, b""),
                  ("GET", "/304", 304, b""),

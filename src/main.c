@@ -162,6 +162,21 @@ static struct sl_config *load(const struct cli *c, struct sl_diags *d)
     return sl_config_load_file(c->config, &o, d);
 }
 
+/* Loads and lints CONFIG, printing every diagnostic sorted to <out>; <d> keeps the counts
+ * (the caller deinits it). The snapshot, or NULL when the file is invalid. */
+static struct sl_config *load_checked(const struct cli *c, struct sl_diags *d, FILE *out)
+{
+    struct sl_config *cfg;
+
+    sl_diags_init(d, c->config);
+    cfg = load(c, d);
+    if (cfg)
+        sl_config_lint(cfg, d);
+    sl_diags_sort(d);
+    sl_diags_print(d, out);
+    return cfg;
+}
+
 static int cmd_check(int argc, char **argv)
 {
     struct cli c = { 0 };
@@ -172,12 +187,7 @@ static int cmd_check(int argc, char **argv)
 
     if ((rc = parse_args(argc, argv, "strict map", &c)))
         return rc < 0 ? 0 : rc;
-    sl_diags_init(&d, c.config);
-    cfg = load(&c, &d);
-    if (cfg)
-        sl_config_lint(cfg, &d);
-    sl_diags_sort(&d);
-    sl_diags_print(&d, stdout);
+    cfg = load_checked(&c, &d, stdout);
     if (!cfg) {
         printf("%s: invalid: %zu error%s\n", c.config, d.n_errors, d.n_errors == 1 ? "" : "s");
         rc = 1;
@@ -325,12 +335,7 @@ static int cmd_run(int argc, char **argv)
 
     if ((rc = parse_args(argc, argv, "map threads", &c)))
         return rc < 0 ? 0 : rc;
-    sl_diags_init(&d, c.config);
-    cfg = load(&c, &d);
-    if (cfg)
-        sl_config_lint(cfg, &d);
-    sl_diags_sort(&d);
-    sl_diags_print(&d, stderr);
+    cfg = load_checked(&c, &d, stderr);
     sl_diags_deinit(&d);
     if (!cfg) {
         fprintf(stderr, "sluice: %s is invalid; nothing started (see `sluice check %s`)\n",

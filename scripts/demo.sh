@@ -21,6 +21,7 @@ echo
 for port in 9001 9002; do
     "$BUILD/bench/sluice-bench" server --listen "127.0.0.1:$port" --name "echo-$port" &
     pids="$pids $!"
+    [ "$port" = 9001 ] && echo1_pid=$!
 done
 "$BUILD/sluice" run conf/demo.json &
 sluice_pid=$!
@@ -32,7 +33,7 @@ until /usr/bin/python3 -c 'import socket; socket.create_connection(("127.0.0.1",
         2>/dev/null; do
     i=$((i + 1))
     if [ $i -ge 50 ] || ! kill -0 "$sluice_pid" 2>/dev/null; then
-        echo "sluice did not start (is port 8080, 9001 or 9002 taken?)" >&2
+        echo "sluice did not start (is port 8080, 9001, 9002 or 9900 taken?)" >&2
         exit 1
     fi
     sleep 0.2
@@ -47,6 +48,10 @@ sluice is listening on 127.0.0.1:8080 in front of echo targets 127.0.0.1:9001 an
   curl -i http://127.0.0.1:8080/                 # no Upgrade header: the STATIC rule's 426
   curl -i http://127.0.0.1:8080/docs             # the REDIRECT rule's 302
   $BUILD/bench/sluice-bench bulk --url ws://127.0.0.1:8080/ --seconds 3    # throughput
+  curl http://127.0.0.1:9900/status              # targets, health checks, counters (JSON)
+  curl http://127.0.0.1:9900/metrics             # the same for Prometheus
+  kill $echo1_pid                                  # target 9001 dies: DOWN within 6 s and the
+                                                 # traffic goes to 9002 (see the log, /status)
 
 Ctrl-C stops sluice and the targets.
 

@@ -34,6 +34,10 @@ const char *sl_err_str(enum sl_err e)
         return "shutting down";
     case SL_ERR_RESOURCES:
         return "out of resources";
+    case SL_ERR_TARGET_DOWN:
+        return "target marked down by its health check";
+    case SL_ERR_COUNT:
+        break;
     }
     return "unknown";
 }

@@ -115,14 +115,14 @@ static void load_local(struct ld *ld, const json_t *root)
         }
         if (cfg_get_int(ld, s, "threads", false, 0, 1024, "(0 = one per CPU)", &v) == 1)
             l->threads = (unsigned)v;
-        if (cfg_get_str(ld, s, "admin", false, "an IP:PORT string", &l->admin) == 1) {
+        if (cfg_get_str(ld, s, "admin", false, "an IP:PORT string, or \"off\"", &l->admin) == 1) {
             struct sl_addr a;
             uint16_t port;
 
-            if (sl_addr_parse_port(l->admin, &a, &port) == -1) {
+            if (strcmp(l->admin, "off") && sl_addr_parse_port(l->admin, &a, &port) == -1) {
                 cfg_push_key(ld, "admin");
-                err(ld, "\"%s\" is not IP:PORT (e.g. \"127.0.0.1:9900\" or \"[::1]:9900\")",
-                    l->admin);
+                err(ld, "\"%s\" is not IP:PORT (e.g. \"127.0.0.1:9900\" or \"[::1]:9900\") "
+                    "or \"off\"", l->admin);
                 cfg_pop(ld);
             }
         }

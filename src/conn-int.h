@@ -16,6 +16,7 @@
 #include "sluice/balancer.h"
 #include "sluice/common.h"
 #include "sluice/http.h"
+#include "sluice/metrics.h"
 #include "sluice/worker.h"
 
 enum conn_state {
@@ -32,6 +33,7 @@ enum conn_state {
 #define CF_RESP_HEAD 0x10   /* the response head went to the client */
 #define CF_LINGER 0x20      /* write side shut; reading and discarding until EOF */
 #define CF_HEAD_TIMER 0x40  /* the header timeout is armed for this request */
+#define CF_CONNECTED 0x80   /* the current request reached a target */
 
 /* Bytes above which one side stops reading until the other drains to half (le-proxy). */
 #define CONN_HIGH_WATER (256 * 1024)
@@ -69,6 +71,9 @@ struct sl_conn {
 /* front.c */
 void front_reply(struct sl_conn *c, int status, const char *body, bool close);
 void front_reply_error(struct sl_conn *c, int status, enum sl_err why);
+/* The same with <detail> instead of the reason's stock phrase in the one-line body. */
+void front_reply_error_detail(struct sl_conn *c, int status, enum sl_err why,
+                              const char *detail);
 void front_request_done(struct sl_conn *c);
 void front_close(struct sl_conn *c);
 void front_log_request(struct sl_conn *c, const char *action);

@@ -137,6 +137,8 @@ static void conn_new(struct sl_listener *ln, int fd, const struct sockaddr_stora
         w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
+    sl_stat_add(&w->stats->accepted, 1);
+    sl_stat_add(&w->stats->http_active, 1);
     return;
 fail:
     if (c) {
@@ -201,6 +203,7 @@ void front_close(struct sl_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->n_conns--;
+    sl_stat_sub(&w->stats->http_active, 1);
     if (c->cb) {
         bufferevent_setfd(c->cb, -1); /* see upstream_release */
         bufferevent_free(c->cb);
@@ -311,6 +314,13 @@ void front_log_request(struct sl_conn *c, const char *action)
     struct timeval now;
     double ms;
 
+    /* Counted here because every request ends here, whatever answered it. */
+    sl_rule_table_count(&c->w->rules, (size_t)(c->ln->fr - c->w->cfg->frules), c->rule,
+                        c->status);
+    if ((c->flags & CF_CONNECTED) && c->pick.state) {
+        atomic_fetch_add_explicit(&c->pick.state->bytes_out, c->req_bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->pick.state->bytes_in, c->resp_bytes, memory_order_relaxed);
+    }
     if (!b)
         return;
     gettimeofday(&now, NULL);
@@ -374,11 +384,19 @@ static void reply_raw(struct sl_conn *c, int status, const char *ctype, const ch
 /* Answers <status> with a one-line body naming why, and closes. */
 void front_reply_error(struct sl_conn *c, int status, enum sl_err why)
 {
-    char body[160];
+    front_reply_error_detail(c, status, why, sl_err_str(why));
+}
+
+void front_reply_error_detail(struct sl_conn *c, int status, enum sl_err why,
+                              const char *detail)
+{
+    char body[300];
     int n;
 
     c->err = why;
-    n = snprintf(body, sizeof(body), "%d %s: %s\n", status, reason(status), sl_err_str(why));
+    n = snprintf(body, sizeof(body), "%d %s: %s\n", status, reason(status), detail);
+    if (n >= (int)sizeof(body))
+        n = sizeof(body) - 1;
     c->flags |= CF_CLOSE_AFTER;
     if (c->flags & CF_RESP_HEAD) {
         /* Part of a response already went out: the client can only learn by the close. */

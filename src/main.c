@@ -7,15 +7,19 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "sluice/admin.h"
 #include "sluice/balancer.h"
 #include "sluice/config.h"
 #include "sluice/explain.h"
+#include "sluice/health.h"
 #include "sluice/http.h"
 #include "sluice/log.h"
+#include "sluice/metrics.h"
 #include "sluice/worker.h"
 
 #ifndef SL_VERSION
@@ -88,8 +92,8 @@ static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
                 struct sl_addr ad;
                 uint16_t port;
 
-                if (sl_addr_parse_port(val, &ad, &port) == -1) {
-                    snprintf(msg, sizeof(msg), "--admin %s: expected IP:PORT", val);
+                if (strcmp(val, "off") && sl_addr_parse_port(val, &ad, &port) == -1) {
+                    snprintf(msg, sizeof(msg), "--admin %s: expected IP:PORT or off", val);
                     return usage(msg);
                 }
                 c->admin = val;
@@ -274,9 +278,51 @@ static int cmd_explain(int argc, char **argv)
 struct run {
     struct event_base *base;
     struct sl_workers *ws;
+    struct sl_admin *admin;
+    struct sl_health *health;
     uint32_t drain_ms;
     unsigned stops, ended;
 };
+
+static uint64_t now_us(clockid_t clk)
+{
+    struct timespec ts;
+
+    clock_gettime(clk, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static uint64_t now_ms(clockid_t clk)
+{
+    return now_us(clk) / 1000;
+}
+
+/* On the health checker's thread: with closeOnTargetDown, workers close the tunnels to a
+ * target that went down. */
+static void on_target_health(struct sl_target_state *st, bool down, void *arg)
+{
+    struct run *r = arg;
+
+    (void)st;
+    if (down)
+        sl_workers_target_down(r->ws);
+}
+
+/* The admin endpoint: an address given explicitly must be served (else sluice does not
+ * start); the default one is skipped with a warning when taken (e.g. a second sluice). */
+static int start_admin(struct run *r, const char *given, const char *conf)
+{
+    const char *addr = given ? given : conf ? conf : SL_ADMIN_DEFAULT;
+
+    if (!strcmp(addr, "off"))
+        return 0;
+    r->admin = sl_admin_start(r->base, addr);
+    if (r->admin || given || conf)
+        return r->admin ? 0 : -1;
+    sl_log(SL_LOG_WARN, "running without the admin endpoint (set sluice.admin or --admin to "
+           "choose another address, or \"off\")");
+    return 0;
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -288,6 +334,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
                "stays");
         return;
     }
+    if (r->admin)
+        sl_admin_set_draining(r->admin);
     if (r->stops++ == 0) {
         sl_log(SL_LOG_INFO, "%s: stopping: no new connections; open ones get up to %u ms",
                sig == SIGTERM ? "SIGTERM" : "SIGINT", r->drain_ms);
@@ -333,18 +381,22 @@ static int cmd_run(int argc, char **argv)
     static const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
     int rc;
 
+    uint64_t t0;
+
     if ((rc = parse_args(argc, argv, "map threads", &c)))
         return rc < 0 ? 0 : rc;
+    sl_config_info.start_time_ms = now_ms(CLOCK_REALTIME);
+    t0 = now_us(CLOCK_MONOTONIC);
     cfg = load_checked(&c, &d, stderr);
     sl_diags_deinit(&d);
+    sl_config_info.load_duration_us = now_us(CLOCK_MONOTONIC) - t0;
+    sl_config_info.load_time_ms = now_ms(CLOCK_REALTIME);
+    sl_config_info.generation = 1;
     if (!cfg) {
         fprintf(stderr, "sluice: %s is invalid; nothing started (see `sluice check %s`)\n",
                 c.config, c.config);
         return 1;
     }
-    if (c.admin || cfg->local.admin)
-        sl_log(SL_LOG_WARN, "the admin endpoint is not in this build yet; %s is not served",
-               c.admin ? c.admin : cfg->local.admin);
     signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an EPIPE, not a death */
     raise_nofile();
     if (sl_log_start(cfg->local.access_log, SL_LOG_INFO) == -1) {
@@ -354,11 +406,19 @@ static int cmd_run(int argc, char **argv)
     }
     r.drain_ms = cfg->local.drain_timeout_ms;
     r.base = event_base_new();
-    r.ws = r.base ? sl_workers_start(cfg, c.threads) : NULL;
-    if (!r.ws) {
+    if (!r.base || start_admin(&r, c.admin, cfg->local.admin) == -1 ||
+        !(r.ws = sl_workers_start(cfg, c.threads))) {
         rc = 1;
         goto out;
     }
+    if (r.admin)
+        sl_admin_set(r.admin, cfg, r.ws);
+    /* Checks start once the workers run: a target's first verdict may close tunnels. */
+    r.health = sl_health_start(on_target_health, &r);
+    if (r.health)
+        sl_health_apply(r.health, cfg);
+    else
+        sl_log(SL_LOG_WARN, "health checks are not running: every target counts as up");
     for (int i = 0; i < 3; i++) {
         sig[i] = evsignal_new(r.base, sigs[i], on_signal, &r);
         if (sig[i])
@@ -368,6 +428,10 @@ static int cmd_run(int argc, char **argv)
     if (end)
         event_add(end, NULL);
     event_base_dispatch(r.base);
+    /* The checker and the admin endpoint refer to the workers: they go first. */
+    sl_health_stop(r.health);
+    sl_admin_free(r.admin);
+    r.admin = NULL;
     sl_workers_join(r.ws);
     sl_log(SL_LOG_INFO, "stopped");
     rc = 0;
@@ -377,10 +441,12 @@ out:
             event_free(sig[i]);
     if (end)
         event_free(end);
+    sl_admin_free(r.admin);
     if (r.base)
         event_base_free(r.base);
     sl_log_stop();
     sl_target_states_free();
+    sl_rule_stats_free();
     sl_config_unref(cfg);
     return rc;
 }

@@ -804,3 +804,15 @@ void sl_tunnel_close_all(struct sl_tunnel_list *list, enum sl_err why)
     while (list->head)
         tunnel_end(list->head, why);
 }
+
+void sl_tunnel_list_foreach(struct sl_tunnel_list *list, sl_tunnel_visit_cb fn, void *ud)
+{
+    struct sl_tunnel *t, *next;
+    struct sl_tunnel_info info;
+
+    for (t = list->head; t; t = next) {
+        next = t->next; /* fn may end t */
+        sl_tunnel_get_info(t, &info);
+        fn(t, &info, t->done_arg, ud);
+    }
+}

@@ -12,6 +12,7 @@
 #include "conn-int.h"
 #include "sluice/config.h"
 #include "sluice/front.h"
+#include "sluice/health.h"
 #include "sluice/log.h"
 #include "sluice/tunnel.h"
 
@@ -209,6 +210,13 @@ static void connect_failed(struct sl_conn *c, enum sl_err why)
     char buf[SL_ADDR_STRLEN + 8];
 
     atomic_fetch_add_explicit(&c->pick.state->fails, 1, memory_order_relaxed);
+    sl_stat_add(&c->w->stats->connect_fails[why], 1);
+    /* The passive health signal: the target's fault, not ours (fds, memory). */
+    if (why == SL_ERR_CONNECT_REFUSED || why == SL_ERR_CONNECT_TIMEOUT ||
+        why == SL_ERR_CONNECT_ERROR)
+        sl_health_passive_fail(c->pick.state, why == SL_ERR_CONNECT_REFUSED ? SL_CHECK_REFUSED
+                                              : why == SL_ERR_CONNECT_TIMEOUT ? SL_CHECK_TIMEOUT
+                                                                               : SL_CHECK_ERROR);
     SL_DEBUG("conn %llu: %s: %s", (unsigned long long)c->id,
              sl_addr_format_port(&c->pick.target->addr, c->pick.target->port, buf),
              sl_err_str(why));
@@ -222,40 +230,20 @@ static void connect_failed(struct sl_conn *c, enum sl_err why)
 static int connect_target(struct sl_conn *c)
 {
     const struct sl_target *t = c->pick.target;
-    const struct sl_source *src = &c->w->source;
     uint32_t ms = c->cfg->local.connect_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    struct sockaddr_storage ss;
-    socklen_t len = sl_addr_to_sockaddr(&t->addr, t->port, &ss);
-    int fd, one = 1;
+    int fd = sl_source_connect(&c->w->source, &t->addr, t->port);
 
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
-        connect_failed(c, SL_ERR_RESOURCES);
-        return SL_DECLINED;
-    }
-    c->ufd = fd;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if ((ss.ss_family == AF_INET && src->v4) || (ss.ss_family == AF_INET6 && src->v6)) {
-        struct sockaddr_storage sa;
-        socklen_t sl = sl_addr_to_sockaddr(ss.ss_family == AF_INET ? &src->a4 : &src->a6, 0, &sa);
-
-        /* Port chosen at connect time, so a source address is not limited to 28k ports
-         * across all targets (Linux >= 4.2). */
-        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-        if (bind(fd, (struct sockaddr *)&sa, sl) == -1) {
-            connect_failed(c, SL_ERR_CONNECT_ERROR);
-            return SL_DECLINED;
-        }
-    }
-    if (connect(fd, (struct sockaddr *)&ss, len) == -1 && errno != EINPROGRESS) {
         connect_failed(c, errno == ECONNREFUSED ? SL_ERR_CONNECT_REFUSED
                           : errno == ETIMEDOUT  ? SL_ERR_CONNECT_TIMEOUT
-                          : (errno == EMFILE || errno == ENFILE || errno == EADDRNOTAVAIL)
+                          : (errno == EMFILE || errno == ENFILE || errno == EADDRNOTAVAIL ||
+                             errno == ENOBUFS || errno == ENOMEM)
                               ? SL_ERR_RESOURCES
                               : SL_ERR_CONNECT_ERROR);
         return SL_DECLINED;
     }
+    c->ufd = fd;
     c->ub = bufferevent_socket_new(c->w->base, fd, 0);
     if (!c->ub) {
         connect_failed(c, SL_ERR_RESOURCES);
@@ -272,6 +260,30 @@ static int connect_target(struct sl_conn *c)
     return SL_OK;
 }
 
+/* 503 naming the group and why none of its targets may take a connection. */
+static void no_target(struct sl_conn *c)
+{
+    const struct sl_target_group *g = c->rule->group;
+    unsigned down = 0, maint = 0, zero = 0;
+    char detail[200];
+
+    for (size_t i = 0; i < g->n_targets; i++) {
+        const struct sl_target *t = &g->targets[i];
+
+        if (t->maintenance_enabled)
+            maint++;
+        else if (t->weight == 0)
+            zero++;
+        else
+            down++; /* eligible by config: its health check says down */
+    }
+    snprintf(detail, sizeof(detail), "no target of group \"%s\" is available (%zu targets: %u "
+             "down, %u in maintenance, %u with weight 0)",
+             g->name ? g->name : g->id ? g->id : "", g->n_targets, down, maint, zero);
+    sl_stat_add(&c->w->stats->no_target, 1);
+    front_reply_error_detail(c, 503, SL_ERR_NO_TARGET, detail);
+}
+
 /* HOT: connect. Picks targets until a connect is under way, or answers 502/503/504. */
 void upstream_start(struct sl_conn *c)
 {
@@ -284,7 +296,7 @@ void upstream_start(struct sl_conn *c)
             return;
     }
     if (c->tried.n == 0)
-        front_reply_error(c, 503, SL_ERR_NO_TARGET);
+        no_target(c);
     else if (c->err == SL_ERR_CONNECT_TIMEOUT)
         front_reply_error(c, 504, SL_ERR_CONNECT_TIMEOUT);
     else
@@ -298,6 +310,7 @@ static void connected(struct sl_conn *c)
     struct evbuffer *out = bufferevent_get_output(c->ub);
 
     c->state = CS_FORWARD;
+    c->flags |= CF_CONNECTED;
     c->err = SL_ERR_NONE; /* an earlier target's failure is history (counted in "tries") */
     /* clientTimeout also bounds the target (IONOS documents no other timeout): while the
      * request goes out, a target that stops reading it; once it is out, the wait for the
@@ -327,7 +340,56 @@ struct tunnel_ctx {
     uint64_t id;
     struct sl_addr peer;
     uint16_t peer_port;
+    uint64_t flushed_up, flushed_down; /* bytes already added to the shared counters */
 };
+
+/* Adds what a tunnel moved since the last flush to its worker's and its target's counters:
+ * the worker flushes every live tunnel once a second (worker.c), so /metrics and /status show
+ * live bytes while the splice path stays free of shared writes. */
+static void tunnel_flush(struct tunnel_ctx *x, const struct sl_tunnel_info *info)
+{
+    uint64_t up = info->bytes_up - x->flushed_up, down = info->bytes_down - x->flushed_down;
+
+    if (up) {
+        sl_stat_add(&x->w->stats->tunnel_bytes_up, up);
+        atomic_fetch_add_explicit(&x->state->bytes_out, up, memory_order_relaxed);
+    }
+    if (down) {
+        sl_stat_add(&x->w->stats->tunnel_bytes_down, down);
+        atomic_fetch_add_explicit(&x->state->bytes_in, down, memory_order_relaxed);
+    }
+    x->flushed_up = info->bytes_up;
+    x->flushed_down = info->bytes_down;
+}
+
+static void visit_flush(struct sl_tunnel *t, const struct sl_tunnel_info *info, void *arg,
+                        void *ud)
+{
+    (void)t;
+    (void)ud;
+    tunnel_flush(arg, info);
+}
+
+void upstream_tunnels_flush(struct sl_worker *w)
+{
+    sl_tunnel_list_foreach(&w->tunnels, visit_flush, NULL);
+}
+
+static void visit_down(struct sl_tunnel *t, const struct sl_tunnel_info *info, void *arg,
+                       void *ud)
+{
+    struct tunnel_ctx *x = arg;
+
+    (void)info;
+    (void)ud;
+    if (atomic_load_explicit(&x->state->down, memory_order_relaxed))
+        sl_tunnel_close(t, SL_ERR_TARGET_DOWN);
+}
+
+void upstream_tunnels_close_down(struct sl_worker *w)
+{
+    sl_tunnel_list_foreach(&w->tunnels, visit_down, NULL);
+}
 
 /* The target said 101 to a WebSocket upgrade: relay it and join the sockets. Everything
  * either side sent past the heads (already read into our buffers) goes first. */
@@ -356,7 +418,9 @@ static void to_tunnel(struct sl_conn *c)
 
     *x = (struct tunnel_ctx){.w = w, .cfg = sl_config_ref(c->cfg), .state = c->pick.state,
                              .ln = c->ln, .target = c->pick.target, .rule = c->rule,
-                             .id = c->id, .peer = c->peer, .peer_port = c->peer_port};
+                             .id = c->id, .peer = c->peer, .peer_port = c->peer_port,
+                             /* counted with the response already (resp_bytes) */
+                             .flushed_down = to_client};
     /* The tunnel owns the fds and the target's active count from here on. */
     bufferevent_setfd(c->cb, -1);
     bufferevent_setfd(c->ub, -1);
@@ -368,6 +432,9 @@ static void to_tunnel(struct sl_conn *c)
         atomic_fetch_sub_explicit(&x->state->active, 1, memory_order_relaxed);
         sl_config_unref(x->cfg);
         free(x);
+    } else {
+        sl_stat_add(&w->stats->tunnels_total, 1);
+        sl_stat_add(&w->stats->tunnels_active, 1);
     }
     front_close(c);
 }
@@ -380,6 +447,8 @@ static void tunnel_done(struct sl_tunnel *t, const struct sl_tunnel_info *info, 
     char peer[SL_ADDR_STRLEN + 8], lst[SL_ADDR_STRLEN + 8], tgt[SL_ADDR_STRLEN + 8];
 
     (void)t;
+    tunnel_flush(x, info);
+    sl_stat_sub(&w->stats->tunnels_active, 1);
     if (b) {
         conn_log_start(b, "tunnel");
         evbuffer_add_printf(b, "\"worker\":%u,\"conn\":%llu,\"client\":\"%s\","

@@ -20,6 +20,7 @@
 #include "sluice/front.h"
 #include "sluice/log.h"
 #include "sluice/router.h"
+#include "sluice/source.h"
 
 struct sl_workers {
     struct sl_worker *w;
@@ -63,45 +64,6 @@ fail:
         errno = e;
     }
     return -1;
-}
-
-/* Whether <a> can be a source address here (it is assigned to a local interface). */
-static bool bindable(const struct sl_addr *a)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sl_addr_to_sockaddr(a, 0, &ss);
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool ok;
-
-    if (fd == -1)
-        return false;
-    ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
-    close(fd);
-    return ok;
-}
-
-static void find_sources(const struct sl_config *cfg, struct sl_source *src)
-{
-    memset(src, 0, sizeof(*src));
-    for (size_t i = 0; i < cfg->alb.n_lb_private_ips; i++) {
-        const struct sl_addr *a = &cfg->alb.lb_private[i].addr;
-        char buf[SL_ADDR_STRLEN];
-
-        if ((a->family == AF_INET && src->v4) || (a->family == AF_INET6 && src->v6))
-            continue;
-        if (!bindable(a)) {
-            sl_log(SL_LOG_INFO, "lbPrivateIp %s is not a local address: target connections "
-                   "use the kernel's choice of source", sl_addr_format(a, buf));
-            continue;
-        }
-        if (a->family == AF_INET) {
-            src->v4 = true;
-            src->a4 = *a;
-        } else {
-            src->v6 = true;
-            src->a6 = *a;
-        }
-    }
 }
 
 /* Binds worker <w>'s listeners, one per distinct listener address. */
@@ -179,17 +141,15 @@ static void on_grace(int fd, short what, void *arg)
     sl_worker_check_done(w);
 }
 
-static void on_stop(int fd, short what, void *arg)
-{
-    struct sl_worker *w = arg;
-    struct sl_workers *ws = (struct sl_workers *)w->thread_arg;
-    uint64_t v;
-    uint32_t drain;
+/* Messages from other threads: a bit in w->msgs, then a write to the worker's eventfd. */
+#define WMSG_STOP 0x1        /* stop accepting and drain (ws->drain_ms) */
+#define WMSG_TARGET_DOWN 0x2 /* a target went down: closeOnTargetDown */
 
-    (void)what;
-    if (read(fd, &v, sizeof(v)) == -1)
-        return;
-    drain = atomic_load(&ws->drain_ms);
+static void stop(struct sl_worker *w)
+{
+    struct sl_workers *ws = (struct sl_workers *)w->thread_arg;
+    uint32_t drain = atomic_load(&ws->drain_ms);
+
     if (!w->stopping) {
         w->stopping = true;
         close_listeners(w);
@@ -208,6 +168,29 @@ static void on_stop(int fd, short what, void *arg)
     sl_worker_check_done(w);
 }
 
+static void on_msg(int fd, short what, void *arg)
+{
+    struct sl_worker *w = arg;
+    uint64_t v;
+    unsigned m;
+
+    (void)what;
+    if (read(fd, &v, sizeof(v)) == -1)
+        return;
+    m = atomic_exchange(&w->msgs, 0);
+    if ((m & WMSG_TARGET_DOWN) && w->cfg->local.close_on_target_down)
+        upstream_tunnels_close_down(w);
+    if (m & WMSG_STOP)
+        stop(w);
+}
+
+static void on_tick(int fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    upstream_tunnels_flush(arg);
+}
+
 static void *worker_main(void *arg)
 {
     struct sl_worker *w = arg;
@@ -224,17 +207,23 @@ static void *worker_main(void *arg)
 static int worker_init(struct sl_workers *ws, struct sl_worker *w, unsigned id,
                        struct sl_config *cfg, unsigned pipes_per_worker)
 {
+    static const struct timeval tick = {1, 0};
+
     w->id = id;
     w->thread_arg = ws;
     w->next_id = (uint64_t)id << 56;
     w->cfg = sl_config_ref(cfg);
+    w->stats = aligned_alloc(64, sizeof(*w->stats));
+    if (!w->stats || sl_rule_table_init(&w->rules, cfg) == -1)
+        return -1;
+    memset(w->stats, 0, sizeof(*w->stats));
     w->base = event_base_new();
     w->bal = sl_balancer_new(cfg, 0x9e3779b97f4a7c15ull * (id + 1));
     w->scratch = sl_router_scratch_new();
     w->pipes = sl_pipe_pool_new(pipes_per_worker, cfg->local.pipe_size);
     if (!w->base || !w->bal || !w->scratch || !w->pipes)
         return -1;
-    find_sources(cfg, &w->source);
+    sl_source_find(cfg, &w->source, w->id == 0);
     if (bind_listeners(w) == -1)
         return -1;
     for (size_t i = 0; i < w->n_listeners; i++) {
@@ -245,10 +234,12 @@ static int worker_init(struct sl_workers *ws, struct sl_worker *w, unsigned id,
             event_add(&ln->ev, NULL) == -1)
             return -1;
     }
-    w->stop_ev = event_new(w->base, ws->stop_fd[id], EV_READ | EV_PERSIST, on_stop, w);
+    w->stop_ev = event_new(w->base, ws->stop_fd[id], EV_READ | EV_PERSIST, on_msg, w);
     w->grace_ev = evtimer_new(w->base, on_grace, w);
     w->accept_resume = evtimer_new(w->base, sl_front_on_accept_resume, w);
-    if (!w->stop_ev || !w->grace_ev || !w->accept_resume || event_add(w->stop_ev, NULL) == -1)
+    w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    if (!w->stop_ev || !w->grace_ev || !w->accept_resume || !w->tick_ev ||
+        event_add(w->stop_ev, NULL) == -1 || event_add(w->tick_ev, &tick) == -1)
         return -1;
     return 0;
 }
@@ -263,6 +254,10 @@ static void worker_deinit(struct sl_worker *w)
         event_free(w->grace_ev);
     if (w->accept_resume)
         event_free(w->accept_resume);
+    if (w->tick_ev)
+        event_free(w->tick_ev);
+    free(w->stats);
+    sl_rule_table_free(&w->rules);
     sl_pipe_pool_free(w->pipes);
     sl_router_scratch_free(w->scratch);
     sl_balancer_free(w->bal);
@@ -336,14 +331,31 @@ unsigned sl_workers_count(const struct sl_workers *ws)
     return ws->n;
 }
 
-void sl_workers_stop(struct sl_workers *ws, uint32_t drain_ms)
+static void post(struct sl_workers *ws, unsigned msg)
 {
     uint64_t one = 1;
 
-    atomic_store(&ws->drain_ms, drain_ms);
-    for (unsigned i = 0; i < ws->n; i++)
+    for (unsigned i = 0; i < ws->n; i++) {
+        atomic_fetch_or(&ws->w[i].msgs, msg);
         if (write(ws->stop_fd[i], &one, sizeof(one)) == -1)
             sl_log(SL_LOG_ERR, "cannot signal worker %u: %s", i, strerror(errno));
+    }
+}
+
+void sl_workers_stop(struct sl_workers *ws, uint32_t drain_ms)
+{
+    atomic_store(&ws->drain_ms, drain_ms);
+    post(ws, WMSG_STOP);
+}
+
+void sl_workers_target_down(struct sl_workers *ws)
+{
+    post(ws, WMSG_TARGET_DOWN);
+}
+
+const struct sl_worker_stats *sl_workers_stats(const struct sl_workers *ws, unsigned i)
+{
+    return ws->w[i].stats;
 }
 
 void sl_workers_join(struct sl_workers *ws)

@@ -1,21 +1,27 @@
 #!/bin/sh
 # A start-serve-stop cycle of `sluice run` under valgrind: plain requests, a STATIC answer,
-# WebSocket tunnels (echo through splice), a refused target (retried), then SIGTERM. Fails if valgrind
+# WebSocket tunnels (echo through splice), a refused target (retried, then DOWN by its TCP
+# check), an HTTP health check, the admin endpoints, then SIGTERM. Fails if valgrind
 # reports a leak or an error, or if sluice does not stop by itself. Bounded: ~60 s at most.
 # Usage: tests/valgrind_run.sh BUILD_DIR
 set -u
 B=${1:-build}
 dir=$(mktemp -d)
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-LP=$(port); T1=$(port); T2=$(port)
+LP=$(port); T1=$(port); T2=$(port); AP=$(port)
 cat > "$dir/c.json" <<JSON
 {"forwardingRules":[{"id":"fr","properties":{"name":"vg","protocol":"HTTP","listenerIp":"127.0.0.1",
  "listenerPort":$LP,"httpRules":[
  {"name":"static","type":"STATIC","statusCode":418,"responseMessage":"x","conditions":[{"type":"PATH","condition":"EQUALS","value":"/tea"}]},
  {"name":"fwd","type":"FORWARD","targetGroup":"tg"}]}}],
  "targetGroups":[{"id":"tg","properties":{"name":"g","algorithm":"ROUND_ROBIN","protocol":"HTTP",
- "targets":[{"ip":"127.0.0.1","port":$T1,"healthCheckEnabled":false},{"ip":"127.0.0.1","port":$T2,"healthCheckEnabled":false}]}}],
- "sluice":{"threads":2,"accessLog":"$dir/access.log","drainTimeout":2000}}
+ "targets":[{"ip":"127.0.0.1","port":$T1},{"ip":"127.0.0.1","port":$T2}],
+ "healthCheck":{"checkInterval":200,"retries":2}}},
+ {"id":"tg-http","properties":{"name":"h","algorithm":"ROUND_ROBIN","protocol":"HTTP",
+ "targets":[{"ip":"127.0.0.1","port":$T1}],"healthCheck":{"checkInterval":200},
+ "httpHealthCheck":{"path":"/hc","matchType":"RESPONSE_BODY","response":"^echo","regex":true}}}],
+ "sluice":{"threads":2,"accessLog":"$dir/access.log","drainTimeout":2000,"closeOnTargetDown":true,
+ "admin":"127.0.0.1:$AP"}}
 JSON
 "$B/bench/sluice-bench" server --listen "127.0.0.1:$T1" 2>/dev/null &
 srv=$!
@@ -24,15 +30,16 @@ valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
     "$B/sluice" run "$dir/c.json" 2>"$dir/vg.log" &
 vg=$!
 ok=1
-/usr/bin/python3 - "$LP" <<'PY' || ok=0
+/usr/bin/python3 - "$LP" "$AP" <<'PY' || ok=0
 import socket, sys, time
 port = int(sys.argv[1])
+admin = int(sys.argv[2])
 for _ in range(200):  # valgrind starts slowly: up to 20 s
     try:
         socket.create_connection(("127.0.0.1", port), 0.1).close(); break
     except OSError:
         time.sleep(0.1)
-def get(path):
+def get(path, port=port):
     s = socket.create_connection(("127.0.0.1", port), 10)
     s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: v\r\nConnection: close\r\n\r\n")
     d = b""
@@ -45,6 +52,11 @@ codes = [get(b"/tea"), get(b"/a"), get(b"/b"), get(b"/c"), get(b"/d")]
 print("valgrind run: statuses", codes)
 # The dead target refuses; sluice retries on the live one, so every request succeeds.
 assert codes == [b"418"] + [b"200"] * 4, codes
+time.sleep(1.5)  # the dead target's checks fail: DOWN
+codes = [get(b"/metrics", admin), get(b"/status", admin), get(b"/healthz", admin),
+         get(b"/nope", admin)]
+print("valgrind run: admin statuses", codes)
+assert codes == [b"200", b"200", b"200", b"404"], codes
 PY
 "$B/bench/sluice-bench" bulk --url "ws://127.0.0.1:$LP/" --seconds 2 --size 65536 || ok=0
 kill -TERM "$vg"

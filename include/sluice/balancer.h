@@ -25,10 +25,25 @@
 #define SL_BALANCER_MAX_TRIES 3
 
 struct sl_target_state {
-    atomic_uint active;        /* open connections to the target (all workers) */
-    atomic_bool down;          /* set by the health checker; false until it says otherwise */
+    /* Read by the balancer on every pick. */
+    atomic_uint active;         /* open connections to the target (all workers) */
+    atomic_bool down;           /* set by the health checker; false until it says otherwise */
+    /* Counted by the workers. */
     atomic_uint_fast64_t picks; /* connections sent to it since start */
-    atomic_uint_fast64_t fails; /* connects that failed */
+    atomic_uint_fast64_t fails; /* connects that failed while proxying */
+    atomic_uint_fast64_t bytes_out; /* bytes sent to the target (requests and tunnels) */
+    atomic_uint_fast64_t bytes_in;  /* bytes received from it */
+    /* Written by the health checker (health.h), read by the admin endpoints. */
+    atomic_int last_result;         /* enum sl_check_result of the last check; 0 = none yet */
+    atomic_int last_status;         /* HTTP status of the last HTTP check; 0 = none */
+    atomic_uint_fast64_t last_check_ms; /* wall clock (ms since the epoch) it ended; 0 = never */
+    atomic_uint_fast64_t checks;    /* checks done */
+    atomic_uint_fast64_t check_fails; /* checks failed (passive failures included) */
+    atomic_uint_fast64_t changes;   /* UP/DOWN changes */
+    atomic_int down_result;         /* enum sl_check_result that made it DOWN */
+    /* Passive signal: workers add failed connects here; the health checker takes them. */
+    atomic_uint passive_pending;
+    atomic_int passive_result;
 };
 
 /* The shared state of <target> in <group>, made on first use (zeroed: up, idle). The registry

@@ -46,6 +46,8 @@ enum sl_err {
     SL_ERR_BAD_REQUEST,     /* the client's request was refused (4xx) */
     SL_ERR_SHUTDOWN,        /* sluice stopped and the drain period ended */
     SL_ERR_RESOURCES,       /* out of memory, fds or pipes */
+    SL_ERR_TARGET_DOWN,     /* the health checker marked the target down (closeOnTargetDown) */
+    SL_ERR_COUNT
 };
 
 /* The reason as a short lower-case phrase ("target refused the connection"). */

@@ -208,7 +208,7 @@ struct sl_certificate_ref {
 
 struct sl_local {
     unsigned threads;             /* 0 = CPU count */
-    const char *admin;            /* "IP:PORT"; NULL = default */
+    const char *admin;            /* "IP:PORT" or "off"; NULL = default (127.0.0.1:9900) */
     const struct sl_map_entry *map; /* sluice.addressMap, then --map (which wins) */
     size_t n_map;
     size_t n_map_file;            /* map[0..n_map_file) are the file's, the rest --map */

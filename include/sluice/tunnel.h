@@ -82,6 +82,11 @@ void sl_tunnel_close(struct sl_tunnel *t, enum sl_err why);
  * over, only a peer's FIN is missing), and later half-closes wait at most
  * SL_TUNNEL_DRAIN_FIN_MS instead of SL_TUNNEL_FIN_TIMEOUT_MS. */
 void sl_tunnel_list_drain(struct sl_tunnel_list *list);
+/* Calls <fn> for every live tunnel of <list> with its counters so far and the <arg> it was
+ * made with (the done callback's). <fn> may close the tunnel it is given, and no other. */
+typedef void (*sl_tunnel_visit_cb)(struct sl_tunnel *t, const struct sl_tunnel_info *info,
+                                   void *arg, void *ud);
+void sl_tunnel_list_foreach(struct sl_tunnel_list *list, sl_tunnel_visit_cb fn, void *ud);
 /* Ends every tunnel in <list> with reason <why>. */
 void sl_tunnel_close_all(struct sl_tunnel_list *list, enum sl_err why);
 

@@ -6,6 +6,7 @@
 #define SLUICE_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -13,6 +14,8 @@
 
 #include "sluice/addr.h"
 #include "sluice/config-t.h"
+#include "sluice/metrics.h"
+#include "sluice/source.h"
 #include "sluice/tunnel.h"
 
 struct sl_worker;
@@ -26,12 +29,6 @@ struct sl_listener {
     const struct sl_forwarding_rule *fr;
     struct sl_addr addr; /* bound address and port (after the address map) */
     uint16_t port;
-};
-
-/* Source addresses for target connections: an lbPrivateIp that is local to this machine. */
-struct sl_source {
-    bool v4, v6;
-    struct sl_addr a4, a6;
 };
 
 struct sl_worker {
@@ -51,6 +48,10 @@ struct sl_worker {
     struct event *accept_resume;    /* re-enables accepting after running out of fds */
     struct event *stop_ev;          /* activated by the main thread */
     struct event *grace_ev;         /* drain period end */
+    struct event *tick_ev;          /* once a second: live tunnel bytes to the counters */
+    struct sl_worker_stats *stats;  /* written by this worker only (metrics.h) */
+    struct sl_rule_table rules;     /* request counters of cfg's rules */
+    atomic_uint msgs;               /* WMSG_* from other threads, with a write to its eventfd */
     bool stopping;
     bool fd_exhausted;              /* logged once per episode */
     uint64_t next_id;               /* connection ids: worker id in the top byte */
@@ -70,10 +71,20 @@ void sl_workers_stop(struct sl_workers *ws, uint32_t drain_ms);
 /* An eventfd that counts workers whose loop has ended (read it to learn how many more did). */
 int sl_workers_done_fd(const struct sl_workers *ws);
 unsigned sl_workers_count(const struct sl_workers *ws);
+/* From the health checker: a target went down; workers close its tunnels when
+ * sluice.closeOnTargetDown is set. Safe from any thread. */
+void sl_workers_target_down(struct sl_workers *ws);
+/* Worker <i>'s counters (i < sl_workers_count), readable from any thread. */
+const struct sl_worker_stats *sl_workers_stats(const struct sl_workers *ws, unsigned i);
 /* Waits for every worker thread to end and frees them. */
 void sl_workers_join(struct sl_workers *ws);
 
 /* For front and upstream: the worker ends its loop when stopping and nothing is left. */
 void sl_worker_check_done(struct sl_worker *w);
+
+/* From upstream.c, for the worker: adds the bytes its tunnels moved since the last call to the
+ * shared counters; closes its tunnels to targets marked down. */
+void upstream_tunnels_flush(struct sl_worker *w);
+void upstream_tunnels_close_down(struct sl_worker *w);
 
 #endif

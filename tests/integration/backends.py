@@ -418,9 +418,11 @@ class WebsocketsServer:
     message "close CODE REASON" makes it close with that code. Negotiates the first of
     <subprotocols> the client offers, and permessage-deflate when <compression> is "deflate"."""
 
-    def __init__(self, subprotocols=None, compression="deflate", host="127.0.0.1"):
+    def __init__(self, subprotocols=None, compression="deflate", host="127.0.0.1",
+                 process_request=None):
         import websockets  # Debian's python3-websockets 10.4
         self._websockets = websockets
+        self.process_request = process_request  # websockets' hook: answer plain HTTP itself
         self.host = host
         self.subprotocols = subprotocols
         self.compression = compression
@@ -452,6 +454,7 @@ class WebsocketsServer:
             async with self._websockets.serve(self._handler, self.host, 0,
                                               subprotocols=self.subprotocols,
                                               compression=self.compression,
+                                              process_request=self.process_request,
                                               max_size=None) as server:
                 self.port = server.sockets[0].getsockname()[1]
                 self._ready.set()

@@ -303,7 +303,7 @@ def config(port, rules, groups, client_timeout=50000, **local):
     """A whole sluice config: one HTTP forwarding rule on 127.0.0.1:<port> with <rules>, the
     target <groups>, and the sluice block (defaults below, overridden by <local>)."""
     sl = {"threads": 2, "headerTimeout": 10000, "connectTimeout": 5000, "tunnelTimeout": 0,
-          "drainTimeout": 30000, "accessLog": "-"}
+          "drainTimeout": 30000, "accessLog": "-", "admin": "off"}
     sl.update(local)
     return {
         "forwardingRules": [{"id": "fr-1", "properties": {

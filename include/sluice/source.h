@@ -1,0 +1,26 @@
+/* Source addresses for connections to targets (proxied requests and health checks alike):
+ * the ALB's lbPrivateIps that are local to this machine, one per address family. */
+#ifndef SLUICE_SOURCE_H
+#define SLUICE_SOURCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/addr.h"
+#include "sluice/config-t.h"
+
+struct sl_source {
+    bool v4, v6;
+    struct sl_addr a4, a6;
+};
+
+/* Fills <src> from <cfg>'s lbPrivateIps: the first local one of each family. With <log>, says
+ * (at info level) which ones are not local and so leave the choice to the kernel. */
+void sl_source_find(const struct sl_config *cfg, struct sl_source *src, bool log);
+
+/* Starts a non-blocking TCP connect to <addr>:<port> from <src>'s address of that family (if
+ * any), with TCP_NODELAY. Returns the socket (the connect is under way or done), or -1 with
+ * errno set (ECONNREFUSED, EMFILE, EADDRNOTAVAIL, ...) and nothing left open. */
+int sl_source_connect(const struct sl_source *src, const struct sl_addr *addr, uint16_t port);
+
+#endif

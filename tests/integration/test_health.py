@@ -1,0 +1,573 @@
+#!/usr/bin/python3
+"""End-to-end tests of health checks, target lifecycle and the admin endpoints (/metrics,
+/status, /healthz), with real processes on loopback: targets are killed and restarted, a
+python3-websockets server plays the WebSocket-only target of the IONOS guide's pitfall, and
+/metrics is read with a strict parser of the Prometheus text format (promparse.py).
+
+Run by meson as:
+    /usr/bin/python3 tests/integration/test_health.py SLUICE SLUICE_BENCH SOURCE_ROOT [unittest args]
+
+The harness (temp dirs, processes, diagnostics on failure) is test_proxy.ProxyTest. Timing
+assertions are only the bounds the issue names (DOWN within checkInterval x retries plus one
+interval), with half a second of slack for scheduling on a busy machine.
+"""
+import asyncio
+import http as httplib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import promparse  # noqa: E402
+import test_proxy  # noqa: E402
+import wskit  # noqa: E402
+from backends import BenchServer, WebsocketsServer, pattern  # noqa: E402
+from test_proxy import PROMPT, ProxyTest  # noqa: E402
+from wskit import (OP_BINARY, Conn, WSClient, config, cond_path, encode_frame,  # noqa: E402
+                   forward, group, http, request_bytes, read_response, served_by, static)
+
+SLACK = 0.5  # seconds of scheduling slack on top of a bound the spec names
+
+
+def checked_target(port, weight=1, maintenance=False, enabled=True):
+    t = wskit.target(port, weight=weight, maintenance=maintenance)
+    t["healthCheckEnabled"] = enabled
+    return t
+
+
+def checked_group(gid, targets, interval, retries=3, timeout=None, http_check=None):
+    g = group(gid, targets)
+    g["properties"]["healthCheck"] = {"checkInterval": interval,
+                                      "checkTimeout": timeout or interval, "retries": retries}
+    if http_check:
+        g["properties"]["httpHealthCheck"] = http_check
+    return g
+
+
+class HealthTest(ProxyTest):
+    """ProxyTest plus the admin endpoint: every sluice here serves it on its own port."""
+
+    def start(self, cfg, **kw):
+        admin = wskit.free_port()
+        cfg["sluice"]["admin"] = "127.0.0.1:%d" % admin
+        s = self.sluice(cfg, **kw)
+        s.admin = admin
+        try:
+            s.wait_port(admin)
+        except wskit.HarnessError as e:
+            self.fail(str(e))
+        return s
+
+    def get(self, s, path):
+        return http(s.admin, path=path)
+
+    def status(self, s):
+        r = self.get(s, "/status")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("Content-Type"), "application/json", r)
+        return json.loads(r.body)
+
+    def metrics(self, s):
+        r = self.get(s, "/metrics")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.header("Content-Type", "").startswith("text/plain; version=0.0.4"), r)
+        try:
+            return promparse.parse(r.body.decode("utf-8"))
+        except ValueError as e:
+            self.fail("/metrics is not valid Prometheus text: %s\n%s" % (e, r.body.decode()))
+
+    def tstat(self, s, gid, port):
+        """/status of target 127.0.0.1:<port> in group <gid>."""
+        for g in self.status(s)["targetGroups"]:
+            if g["id"] == gid:
+                for t in g["targets"]:
+                    if t["target"] == "127.0.0.1:%d" % port:
+                        return t
+        self.fail("no target 127.0.0.1:%d in group %s in /status" % (port, gid))
+
+    def wait_health(self, s, gid, port, health, timeout):
+        """Waits until the target's health is <health> after at least one check; returns
+        (seconds waited, its status)."""
+        t0 = time.monotonic()
+        last = None
+        while time.monotonic() - t0 < timeout:
+            last = self.tstat(s, gid, port)
+            if last["health"] == health and last["lastCheck"] is not None:
+                return time.monotonic() - t0, last
+            time.sleep(0.02)
+        self.fail("target %d of %s not %s within %.1f s; last /status: %s"
+                  % (port, gid, health, timeout, json.dumps(last, indent=1)))
+
+    def echo_ok(self, c, n=1000):
+        data = pattern(n)
+        op, got = c.echo(OP_BINARY, data, timeout=PROMPT)
+        self.assertTrue(got == data, "echo differs")
+
+
+# =============================================================================================
+
+class PromParse(unittest.TestCase):
+    """The parser the metrics tests rely on rejects what Prometheus would."""
+
+    def test_rejects_invalid_exposition(self):
+        bad = {
+            "no final newline": "# TYPE a gauge\na 1",
+            "no TYPE": "a 1\n",
+            "counter without _total": "# TYPE c counter\nc 1\n",
+            "bad escape": '# TYPE g gauge\ng{a="\\q"} 1\n',
+            "duplicate series": "# TYPE g gauge\ng 1\ng 2\n",
+            "family not contiguous": "# TYPE g gauge\n# TYPE h gauge\ng 1\nh 1\ng 2\n",
+            "bad value": "# TYPE g gauge\ng 1x\n",
+            "bad label name": '# TYPE g gauge\ng{1a="x"} 1\n',
+            "unterminated label": '# TYPE g gauge\ng{a="x} 1\n',
+            "negative counter": "# TYPE c_total counter\nc_total -1\n",
+            "second TYPE": "# TYPE g gauge\n# TYPE g gauge\ng 1\n",
+        }
+        for why, text in bad.items():
+            with self.subTest(why=why):
+                with self.assertRaises(ValueError):
+                    promparse.parse(text)
+
+    def test_accepts_valid_exposition(self):
+        f = promparse.parse('# HELP g a \\\\ b\\nc\n# TYPE g gauge\ng{a="x\\"y",b="\\n"} 1.5\n'
+                            'g{a="z"} +Inf\n# TYPE c_total counter\nc_total 3 1700000000000\n')
+        self.assertEqual(f["g"].help, "a \\ b\nc")
+        self.assertEqual(f["g"].get(a='x"y', b="\n"), 1.5)
+        self.assertEqual(f["c_total"].get(), 3)
+
+
+class ActiveChecks(HealthTest):
+
+    def test_killed_target_goes_down_and_returns(self):
+        """Kill a target: DOWN within checkInterval x retries plus one interval; new
+        connections go to the other while its tunnels stay up; restart it: it returns."""
+        interval, retries = 300, 3
+        b1, b2 = self.bench("b1"), self.bench("b2")
+        port = wskit.free_port()
+        # one worker: its round robin alone decides, so the shares below are exact
+        s = self.start(config(port, [forward("tg")], [checked_group(
+            "tg", [checked_target(b1.port), checked_target(b2.port)], interval, retries)],
+            threads=1))
+        self.wait_health(s, "tg", b1.port, "UP", PROMPT)
+        # one tunnel to each target; which is which, /status says
+        c1 = WSClient.open(s.port, "/")
+        self.addCleanup(c1.close)
+        first = 1 if self.tstat(s, "tg", b1.port)["activeConnections"] == 1 else 2
+        c2 = WSClient.open(s.port, "/")
+        self.addCleanup(c2.close)
+        on_b1, on_b2 = (c1, c2) if first == 1 else (c2, c1)
+        self.assertEqual(self.tstat(s, "tg", b1.port)["activeConnections"], 1)
+        self.assertEqual(self.tstat(s, "tg", b2.port)["activeConnections"], 1)
+        self.echo_ok(on_b1)
+        self.echo_ok(on_b2)
+
+        b1.proc.kill()
+        took, st = self.wait_health(s, "tg", b1.port, "DOWN",
+                                    (interval * retries + interval) / 1000 + SLACK)
+        self.assertEqual(st["downReason"], "refused", st)
+        self.assertEqual(st["lastCheck"]["result"], "refused", st)
+        self.assertGreaterEqual(st["checkFailures"], retries, st)
+        self.assertFalse(st["eligible"], st)
+        self.assertClosedPromptly(on_b1.conn, "the tunnel to the killed target")
+        self.echo_ok(on_b2)  # the tunnel to the other target is untouched
+
+        m = self.metrics(s)
+        refused0 = m["sluice_upstream_connect_failures_total"].get(reason="refused")
+        picks1 = self.tstat(s, "tg", b1.port)["connections"]
+        for i in range(20):
+            with WSClient.open(s.port, "/") as c:
+                self.echo_ok(c, 100)
+        self.assertEqual(self.tstat(s, "tg", b1.port)["connections"], picks1,
+                         "a DOWN target got connections")
+        m = self.metrics(s)
+        self.assertEqual(m["sluice_upstream_connect_failures_total"].get(reason="refused"),
+                         refused0, "the DOWN target was still tried")
+        self.assertEqual(m["sluice_target_up"].get(group="tg", group_id="tg",
+                                                   target="127.0.0.1:%d" % b1.port), 0)
+
+        b1 = BenchServer(test_proxy.SLUICE_BENCH, self.tmp, "b1", port=b1.port)
+        self.procs.append(b1.proc)
+        b1.start()
+        took, st = self.wait_health(s, "tg", b1.port, "UP", interval / 1000 + SLACK)
+        self.assertEqual(st["lastCheck"]["result"], "ok", st)
+        self.assertIsNone(st["downReason"], st)
+        self.assertEqual(st["stateChanges"], 2, st)
+        picks1 = st["connections"]
+        for i in range(20):
+            with WSClient.open(s.port, "/") as c:
+                self.echo_ok(c, 100)
+        self.assertEqual(self.tstat(s, "tg", b1.port)["connections"], picks1 + 10,
+                         "the returned target does not get its share")
+        self.echo_ok(on_b2)
+        log = s.stderr_text()
+        self.assertEqual(len(re.findall(r"127\.0\.0\.1:%d .*is DOWN" % b1.port, log)), 1, log)
+        self.assertEqual(len(re.findall(r"127\.0\.0\.1:%d .*is UP" % b1.port, log)), 1, log)
+
+    def test_http_check_on_websocket_target_the_ionos_pitfall(self):
+        """A WebSocket-only target (python3-websockets answers a plain GET with 426) behind an
+        HTTP health check goes DOWN; the same target behind a TCP check stays UP."""
+        ws = WebsocketsServer(compression=None).start()
+        self.addCleanup(ws.stop)
+        port = wskit.free_port()
+        http_check = {"path": "/", "method": "GET", "matchType": "STATUS_CODE",
+                      "response": "200", "regex": False, "negate": False}
+        cfg = config(port, [forward("tg-http", [cond_path("/http")] + test_proxy.WS_CONDITIONS,
+                                    name="via-http-check"),
+                            forward("tg-tcp", name="via-tcp-check")],
+                     [checked_group("tg-http", [checked_target(ws.port)], 200, 2,
+                                    http_check=http_check),
+                      checked_group("tg-tcp", [checked_target(ws.port)], 200, 2)])
+        s = self.start(cfg)
+        took, st = self.wait_health(s, "tg-http", ws.port, "DOWN", 0.2 * 3 + SLACK)
+        self.assertEqual(st["downReason"], "status 426", st)
+        self.assertEqual(st["lastCheck"]["httpStatus"], 426, st)
+        wskit.wait_until(lambda: self.tstat(s, "tg-tcp", ws.port)["checks"] >= 3, PROMPT)
+        st = self.tstat(s, "tg-tcp", ws.port)
+        self.assertEqual((st["health"], st["checkFailures"], st["lastCheck"]["result"]),
+                         ("UP", 0, "ok"), st)
+        # the pitfall as a user meets it: 503 naming the group
+        with WSClient(Conn.connect(s.port)) as c:
+            r = c.handshake("/http", expect=None)
+            self.assertEqual(r.status, 503, r)
+            body = self.assertOneLineBody(r)
+            self.assertIn('"tg-http"', body)
+            self.assertIn("1 down", body)
+        with WSClient.open(s.port, "/tcp") as c:
+            self.echo_ok(c)
+        # and `sluice check` warns about it before anything runs
+        out = subprocess.run([test_proxy.SLUICE, "check", s.cfg_path], capture_output=True,
+                             text=True, timeout=30)
+        self.assertIn("HTTP health check", out.stdout + out.stderr)
+
+    def test_http_check_matching(self):
+        """STATUS_CODE and RESPONSE_BODY, exact and regex, negated, against a recording
+        backend; the checks come from the ALB's lbPrivateIp."""
+        py = self.pyback("hc")  # answers 200 "hc GET /path\n" to any plain request
+        cases = [
+            ("status", {"matchType": "STATUS_CODE", "response": "200"}, "UP", None),
+            ("status-neg", {"matchType": "STATUS_CODE", "response": "200", "negate": True},
+             "DOWN", "status 200"),
+            ("status-re", {"matchType": "STATUS_CODE", "response": "^2\\d\\d$", "regex": True},
+             "UP", None),
+            ("body", {"matchType": "RESPONSE_BODY", "response": "GET /probe"}, "UP", None),
+            ("body-miss", {"matchType": "RESPONSE_BODY", "response": "healthy"}, "DOWN",
+             "body mismatch"),
+            ("body-re", {"matchType": "RESPONSE_BODY", "response": "^hc (GET|HEAD) /pro",
+                         "regex": True}, "UP", None),
+        ]
+        groups = []
+        for gid, check, _, _ in cases:
+            groups.append(checked_group(gid, [checked_target(py.port)], 200, 2,
+                                        http_check=dict(check, path="/probe", method="GET")))
+        cfg = config(wskit.free_port(), [forward("status")], groups)
+        cfg["applicationLoadBalancer"] = {"id": "alb", "properties": {
+            "name": "alb", "listenerLan": 1, "targetLan": 2, "ips": ["127.0.0.1"],
+            "lbPrivateIps": ["127.0.0.7/8"]}}
+        s = self.start(cfg)
+        for gid, _, health, reason in cases:
+            with self.subTest(group=gid):
+                took, st = self.wait_health(s, gid, py.port, health, 0.2 * 3 + SLACK)
+                self.assertEqual(st["downReason"], reason, st)
+                self.assertEqual(st["lastCheck"]["httpStatus"], 200, st)
+        probes = [r for r in py.requests() if r.path == "/probe"]
+        self.assertTrue(probes)
+        self.assertEqual({r.method for r in probes}, {"GET"})
+        self.assertTrue(all(r.header("User-Agent", "").startswith("sluice") for r in probes))
+        peers = {c.peer[0] for c in py.conns if c.requests and c.requests[0].path == "/probe"}
+        self.assertEqual(peers, {"127.0.0.7"}, "checks not from the lbPrivateIp")
+
+    def test_checks_disabled_target_always_up(self):
+        dead = wskit.free_port()
+        live = self.bench("live")
+        cfg = config(wskit.free_port(), [forward("tg")], [checked_group(
+            "tg", [checked_target(dead, enabled=False), checked_target(live.port)], 100, 1)])
+        s = self.start(cfg)
+        time.sleep(0.5)
+        for i in range(6):
+            self.assertEqual(http(s.port, path="/").status, 200)
+        st = self.tstat(s, "tg", dead)
+        self.assertEqual((st["health"], st["checks"], st["eligible"]), ("UNCHECKED", 0, True), st)
+        self.assertGreaterEqual(st["connectFailures"], 2, st)  # tried, and failed over
+
+    def test_passive_failures_count_as_checks(self):
+        """A connect refused while proxying counts as a failed check: with checks 60 s apart,
+        the dead target is DOWN after <retries> requests tried it."""
+        dead = wskit.free_port()
+        live = self.bench("live")
+        cfg = config(wskit.free_port(), [forward("tg")], [checked_group(
+            "tg", [checked_target(dead), checked_target(live.port)], 60000, 3)])
+        s = self.start(cfg)
+        n = 0
+        while self.tstat(s, "tg", dead)["health"] == "UP" and n < 20:
+            r = http(s.port, path="/")
+            self.assertEqual((r.status, served_by(r)), (200, "live"), r)
+            n += 1
+        st = self.tstat(s, "tg", dead)
+        self.assertEqual((st["health"], st["downReason"]), ("DOWN", "refused"), st)
+        self.assertLessEqual(st["connectFailures"], 3, st)
+        for i in range(10):
+            self.assertEqual(http(s.port, path="/").status, 200)
+        self.assertEqual(self.tstat(s, "tg", dead)["connectFailures"], st["connectFailures"],
+                         "tried after DOWN")
+
+    def test_flapping_target_does_not_flood_the_log(self):
+        port = wskit.free_port()
+        stop = threading.Event()
+
+        def flap():
+            while not stop.is_set():
+                ls = socket.socket()
+                ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    ls.bind(("127.0.0.1", port))
+                    ls.listen(64)
+                except OSError:
+                    ls.close()
+                    time.sleep(0.05)
+                    continue
+                ls.settimeout(0.02)
+                t_end = time.monotonic() + 0.15
+                while time.monotonic() < t_end:
+                    try:
+                        c, _ = ls.accept()
+                        c.close()
+                    except OSError:
+                        pass
+                ls.close()
+                stop.wait(0.15)
+        cfg = config(wskit.free_port(), [forward("tg")],
+                     [checked_group("tg", [checked_target(port)], 30, 1)])
+        s = self.start(cfg)
+        th = threading.Thread(target=flap, daemon=True)
+        th.start()
+        time.sleep(4)
+        stop.set()
+        th.join()
+        changes = self.tstat(s, "tg", port)["stateChanges"]
+        self.assertGreaterEqual(changes, 10, "the target did not flap")
+        lines = [ln for ln in s.stderr_text().splitlines() if "127.0.0.1:%d" % port in ln]
+        self.assertLessEqual(len(lines), 6, "%d state changes logged as:\n%s"
+                             % (changes, "\n".join(lines)))
+        self.assertTrue(any("flapping" in ln for ln in lines), lines)
+
+
+class Lifecycle(HealthTest):
+
+    def _toggled_ws_target(self):
+        """A python3-websockets target whose /health answers 200 or 503 as self.healthy says."""
+        self.healthy = True
+
+        def process_request(path, headers):
+            if path == "/health":
+                if self.healthy:
+                    return httplib.HTTPStatus.OK, [], b"ok\n"
+                return httplib.HTTPStatus.SERVICE_UNAVAILABLE, [], b"sick\n"
+            return None
+        async def process_request_async(path, headers):
+            return process_request(path, headers)
+        ws = WebsocketsServer(compression=None, process_request=process_request_async).start()
+        self.addCleanup(ws.stop)
+        return ws
+
+    def test_down_target_keeps_tunnels_unless_close_on_target_down(self):
+        ws = self._toggled_ws_target()
+        check = {"path": "/health", "method": "GET", "matchType": "STATUS_CODE",
+                 "response": "200"}
+        sluices = {}
+        for close in (False, True):
+            cfg = config(wskit.free_port(), [forward("tg")], [checked_group(
+                "tg", [checked_target(ws.port)], 100, 2, http_check=check)],
+                closeOnTargetDown=close)
+            sluices[close] = self.start(cfg)
+        tunnels = {}
+        for close, s in sluices.items():
+            self.wait_health(s, "tg", ws.port, "UP", PROMPT)
+            tunnels[close] = WSClient.open(s.port, "/chat")
+            self.addCleanup(tunnels[close].close)
+            self.echo_ok(tunnels[close])
+        self.healthy = False
+        for close, s in sluices.items():
+            took, st = self.wait_health(s, "tg", ws.port, "DOWN", 0.1 * 3 + SLACK)
+            self.assertEqual(st["downReason"], "status 503", st)
+        self.assertClosedPromptly(tunnels[True].conn, "the tunnel with closeOnTargetDown")
+        self.echo_ok(tunnels[False])
+        time.sleep(0.3)
+        self.echo_ok(tunnels[False])  # still up after more failed checks
+        for close, s in sluices.items():
+            r = http(s.port, path="/")
+            self.assertEqual(r.status, 503, r)
+            self.assertIn('no target of group "tg" is available', r.body.decode())
+        wskit.wait_until(lambda: "target marked down" in sluices[True].stdout_text(), PROMPT)
+        self.healthy = True
+        for close, s in sluices.items():
+            self.wait_health(s, "tg", ws.port, "UP", 0.1 + SLACK)
+            with WSClient.open(s.port, "/chat") as c:
+                self.echo_ok(c)
+        self.echo_ok(tunnels[False])
+
+    def test_maintenance_and_weight_zero_get_nothing_new(self):
+        b1, b2, b3 = self.bench("b1"), self.bench("b2"), self.bench("b3")
+        cfg = config(wskit.free_port(), [forward("tg")], [checked_group(
+            "tg", [checked_target(b1.port), checked_target(b2.port, maintenance=True),
+                   checked_target(b3.port, weight=0)], 200, 2)])
+        s = self.start(cfg)
+        for i in range(10):
+            with WSClient.open(s.port, "/") as c:
+                self.echo_ok(c, 10)
+        self.assertEqual(self.tstat(s, "tg", b1.port)["connections"], 10)
+        for p, state in ((b2.port, "MAINTENANCE"), (b3.port, "WEIGHT_0")):
+            st = self.tstat(s, "tg", p)
+            self.assertEqual((st["state"], st["eligible"], st["connections"]), (state, False, 0))
+            self.assertEqual(st["health"], "UP", st)  # still checked
+
+
+class Admin(HealthTest):
+
+    def test_metrics_match_the_traffic(self):
+        b = self.bench("b1")
+        dead = wskit.free_port()
+        port = wskit.free_port()
+        rules = [static(200, "hi\n", [cond_path("/static")], name="hello"),
+                 forward("tg-dead", [cond_path("/dead")], name="to-dead"),
+                 forward("tg", [cond_path("/", "STARTS_WITH")], name="main")]
+        cfg = config(port, rules, [group("tg", [wskit.target(b.port)]),
+                                   group("tg-dead", [wskit.target(dead)])])
+        s = self.start(cfg)
+        for i in range(7):
+            self.assertEqual(http(s.port, path="/static").status, 200)
+        for i in range(5):
+            self.assertEqual(http(s.port, path="/x").status, 200)
+        for i in range(3):
+            self.assertEqual(http(s.port, path="/dead").status, 502)
+        self.assertEqual(http(s.port, path="nope", raw=b"GET nope HTTP/1.1\r\n\r\n").status, 400)
+        # two tunnels with exactly known bytes each way: frames we encode ourselves, echoed by
+        # sluice-bench as one unmasked frame each
+        up = down = 0
+        tunnels = []
+        for sizes in ((10, 200, 70000), (1, 126, 65536, 3)):
+            c = WSClient.open(s.port, "/ws")
+            self.addCleanup(c.close)
+            tunnels.append(c)
+            for n in sizes:
+                frame = encode_frame(OP_BINARY, pattern(n))
+                up += len(frame)
+                down += len(encode_frame(OP_BINARY, pattern(n), mask=False))
+                c.send_raw(frame)
+                op, got = c.recv_message()
+                self.assertEqual(len(got), n)
+        time.sleep(1.3)  # tunnels' bytes reach the counters every second, while they live
+        m = self.metrics(s)
+        labels = dict(listener="127.0.0.1:%d" % port, forwarding_rule="fr")
+        req = m["sluice_requests_total"]
+        self.assertEqual(req.get(rule="hello", **labels, **{"class": "2xx"}), 7)
+        self.assertEqual(req.get(rule="main", **labels, **{"class": "2xx"}), 5)
+        self.assertEqual(req.get(rule="main", **labels, **{"class": "1xx"}), 2)
+        self.assertEqual(req.get(rule="to-dead", **labels, **{"class": "5xx"}), 3)
+        self.assertEqual(req.get(rule="", **labels, **{"class": "4xx"}), 1)
+        self.assertEqual(req.total(), 7 + 5 + 2 + 3 + 1)
+        # + 1: the harness's probe that the listener accepts
+        self.assertEqual(m["sluice_connections_accepted_total"].get(), 7 + 5 + 3 + 1 + 2 + 1)
+        self.assertEqual(m["sluice_connections_active"].get(), 2)
+        self.assertEqual(m["sluice_tunnels_active"].get(), 2)
+        self.assertEqual(m["sluice_tunnels_total"].get(), 2)
+        tb = m["sluice_tunnel_bytes_total"]
+        self.assertEqual(tb.get(direction="client_to_target"), up)
+        self.assertEqual(tb.get(direction="target_to_client"), down)
+        self.assertEqual(m["sluice_upstream_connect_failures_total"].get(reason="refused"), 3)
+        self.assertEqual(m["sluice_upstream_connect_failures_total"].total(), 3)
+        tgt = dict(group="tg", group_id="tg", target="127.0.0.1:%d" % b.port)
+        self.assertEqual(m["sluice_target_active_connections"].get(**tgt), 2)
+        self.assertEqual(m["sluice_target_connections_total"].get(**tgt), 7)
+        self.assertEqual(m["sluice_target_up"].get(**tgt), 1)
+        self.assertGreaterEqual(m["sluice_target_bytes_total"].get(direction="out", **tgt), up)
+        self.assertEqual(m["sluice_config_generation"].get(), 1)
+        self.assertGreater(m["sluice_config_load_timestamp_seconds"].get(), 1.7e9)
+        st = self.tstat(s, "tg", b.port)
+        self.assertEqual(st["activeConnections"], 2)
+        self.assertEqual(st["bytesOut"], m["sluice_target_bytes_total"].get(direction="out",
+                                                                             **tgt))
+        for c in tunnels:
+            c.close()
+        wskit.wait_until(lambda: self.metrics(s)["sluice_tunnels_active"].get() == 0, PROMPT)
+        m = self.metrics(s)
+        self.assertEqual(m["sluice_tunnel_bytes_total"].get(direction="client_to_target"), up)
+        self.assertEqual(m["sluice_connections_active"].get(), 0)
+        self.assertEqual(m["sluice_target_active_connections"].get(**tgt), 0)
+
+    def test_status_and_healthz(self):
+        b = self.bench("b1")
+        cfg = config(wskit.free_port(), [forward("tg", name="ws")],
+                     [checked_group("tg", [checked_target(b.port, weight=7)], 200, 3)],
+                     drainTimeout=5000)
+        s = self.start(cfg)
+        self.wait_health(s, "tg", b.port, "UP", PROMPT)
+        wskit.wait_until(lambda: self.tstat(s, "tg", b.port)["lastCheck"] is not None, PROMPT)
+        st = self.status(s)
+        self.assertEqual(st["config"]["generation"], 1)
+        self.assertEqual(st["config"]["origin"], s.cfg_path)
+        (ln,) = st["listeners"]
+        self.assertEqual((ln["name"], ln["listener"]), ("fr", "127.0.0.1:%d" % s.port))
+        self.assertEqual([(r["name"], r["type"], r["targetGroup"]) for r in ln["httpRules"]],
+                         [("ws", "FORWARD", "tg")])
+        (g,) = st["targetGroups"]
+        self.assertEqual(g["healthCheck"], {"type": "TCP", "checkInterval": 200,
+                                            "checkTimeout": 200, "retries": 3})
+        (t,) = g["targets"]
+        self.assertEqual((t["weight"], t["health"], t["lastCheck"]["result"], t["eligible"]),
+                         (7, "UP", "ok", True))
+        r = self.get(s, "/healthz")
+        self.assertEqual((r.status, r.body), (200, b"ok\n"))
+        self.assertEqual(self.get(s, "/nope").status, 404)
+        r = http(s.admin, method="POST", path="/metrics", body=b"")
+        self.assertEqual(r.status, 405, r)
+        c = WSClient.open(s.port, "/")
+        self.addCleanup(c.close)
+        s.signal(signal.SIGTERM)  # draining: the tunnel holds the process
+        wskit.wait_until(lambda: self.get(s, "/healthz").status == 503, PROMPT)
+        self.assertEqual(self.get(s, "/healthz").body, b"draining\n")
+        self.assertTrue(self.status(s)["draining"])
+
+    def test_admin_address_in_use(self):
+        """An admin address given explicitly must be served: sluice does not start without it;
+        the default one is skipped with a warning."""
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        self.addCleanup(taken.close)
+        cfg = config(wskit.free_port(), [static(200, "x")], [])
+        cfg["sluice"]["admin"] = "127.0.0.1:%d" % taken.getsockname()[1]
+        path = os.path.join(self.tmp, "taken.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        out = subprocess.run([test_proxy.SLUICE, "run", path], capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(out.returncode, 1, out)
+        self.assertIn("admin endpoint 127.0.0.1:%d" % taken.getsockname()[1], out.stderr)
+        self.assertIn("in use", out.stderr)
+
+
+def main():
+    if len(sys.argv) < 4:
+        sys.stderr.write("usage: %s SLUICE SLUICE_BENCH SOURCE_ROOT [unittest args]\n"
+                         % sys.argv[0])
+        return 2
+    test_proxy.SLUICE = os.path.abspath(sys.argv[1])
+    test_proxy.SLUICE_BENCH = os.path.abspath(sys.argv[2])
+    test_proxy.SRC = os.path.abspath(sys.argv[3])
+    wskit.raise_nofile(20000)
+    t0 = time.monotonic()
+    prog = unittest.main(argv=[sys.argv[0], *sys.argv[4:]], verbosity=2, exit=False)
+    sys.stderr.write("test_health: %.1f s\n" % (time.monotonic() - t0))
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -41,7 +41,8 @@ enum conn_state {
 struct sl_conn {
     struct sl_worker *w;
     struct sl_conn *prev, *next;        /* w->conns */
-    struct sl_config *cfg;              /* one ref */
+    struct sl_gen *gen;                 /* one ref: the config it started with */
+    struct sl_config *cfg;              /* gen->cfg */
     const struct sl_listener *ln;
     struct bufferevent *cb;             /* client */
     struct bufferevent *ub;             /* target; NULL when none */

@@ -76,9 +76,7 @@ static void pause_accepting(struct sl_worker *w, int err)
 {
     struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
 
-    for (size_t i = 0; i < w->n_listeners; i++)
-        if (w->listeners[i].fd != -1)
-            event_del(&w->listeners[i].ev);
+    sl_worker_accepting(w, false);
     evtimer_add(w->accept_resume, &tv);
     if (!w->fd_exhausted) {
         struct rlimit rl = {0, 0};
@@ -99,9 +97,7 @@ void sl_front_on_accept_resume(int fd, short what, void *arg)
     (void)what;
     if (w->stopping)
         return;
-    for (size_t i = 0; i < w->n_listeners; i++)
-        if (w->listeners[i].fd != -1)
-            event_add(&w->listeners[i].ev, NULL);
+    sl_worker_accepting(w, true);
 }
 
 static void conn_new(struct sl_listener *ln, int fd, const struct sockaddr_storage *ss)
@@ -126,7 +122,8 @@ static void conn_new(struct sl_listener *ln, int fd, const struct sockaddr_stora
         goto fail;
     /* Responses are written whole; small ones must not wait for Nagle. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->cfg = sl_config_ref(w->cfg);
+    c->gen = sl_gen_ref(ln->gen);
+    c->cfg = c->gen->cfg;
     bufferevent_setcb(c->cb, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->cb, EV_WRITE, CONN_HIGH_WATER / 2, 0);
     /* clientTimeout: idle between requests, and a client that stops reading or sending. */
@@ -214,8 +211,8 @@ void front_close(struct sl_conn *c)
         event_free(c->timer);
     if (c->fwd)
         evbuffer_free(c->fwd);
-    if (c->cfg)
-        sl_config_unref(c->cfg);
+    if (c->gen)
+        sl_gen_unref(c->gen);
     free(c);
     sl_worker_check_done(w);
 }
@@ -315,7 +312,7 @@ void front_log_request(struct sl_conn *c, const char *action)
     double ms;
 
     /* Counted here because every request ends here, whatever answered it. */
-    sl_rule_table_count(&c->w->rules, (size_t)(c->ln->fr - c->w->cfg->frules), c->rule,
+    sl_rule_table_count(&c->gen->rules, (size_t)(c->ln->fr - c->cfg->frules), c->rule,
                         c->status);
     if ((c->flags & CF_CONNECTED) && c->pick.state) {
         atomic_fetch_add_explicit(&c->pick.state->bytes_out, c->req_bytes, memory_order_relaxed);

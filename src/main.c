@@ -276,8 +276,10 @@ static int cmd_explain(int argc, char **argv)
 /* ---- run ---- */
 
 struct run {
+    const struct cli *cli;
     struct event_base *base;
     struct sl_workers *ws;
+    struct sl_config *cfg;      /* the running config (one ref) */
     struct sl_admin *admin;
     struct sl_health *health;
     uint32_t drain_ms;
@@ -324,14 +326,88 @@ static int start_admin(struct run *r, const char *given, const char *conf)
     return 0;
 }
 
+/* Settings read once at start: a reload that changes them says they wait for a restart. */
+static void restart_only(const struct sl_local *a, const struct sl_local *b)
+{
+    const char *what[4];
+    size_t n = 0;
+
+    if (a->threads != b->threads)
+        what[n++] = "threads";
+    if ((a->admin != NULL) != (b->admin != NULL) || (a->admin && strcmp(a->admin, b->admin)))
+        what[n++] = "admin";
+    if (strcmp(a->access_log, b->access_log))
+        what[n++] = "accessLog";
+    if (a->pipe_size != b->pipe_size)
+        what[n++] = "pipeSize";
+    for (size_t i = 0; i < n; i++)
+        sl_log(SL_LOG_WARN, "reload: sluice.%s changed; it takes effect at the next start",
+               what[i]);
+}
+
+/* SIGHUP: the file again, checked as `sluice check` would. A file with errors, or a new
+ * listener that cannot be bound, is refused and the running config stays. */
+static void reload(struct run *r)
+{
+    struct sl_diags d;
+    struct sl_config *cfg;
+    char *text = NULL, *line, *save = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    uint64_t t0 = now_us(CLOCK_MONOTONIC), gen;
+
+    if (r->stops) {
+        sl_log(SL_LOG_WARN, "SIGHUP while stopping: not reloading");
+        if (m)
+            fclose(m);
+        free(text);
+        return;
+    }
+    cfg = load_checked(r->cli, &d, m ? m : stderr);
+    if (m)
+        fclose(m);
+    for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save))
+        sl_log(cfg ? SL_LOG_WARN : SL_LOG_ERR, "reload: %s", line);
+    free(text);
+    if (!cfg) {
+        sl_log(SL_LOG_ERR, "reload: %s has %zu error%s: refused; the running config stays "
+               "(generation %llu)", r->cli->config, d.n_errors, d.n_errors == 1 ? "" : "s",
+               (unsigned long long)sl_stat_get(&sl_config_info.generation));
+        sl_diags_deinit(&d);
+        return;
+    }
+    sl_diags_deinit(&d);
+    if (sl_workers_reload(r->ws, cfg) == -1) {
+        sl_log(SL_LOG_ERR, "reload: refused; the running config stays");
+        sl_config_unref(cfg);
+        return;
+    }
+    restart_only(&r->cfg->local, &cfg->local);
+    if (r->health)
+        sl_health_apply(r->health, cfg);
+    if (r->admin)
+        sl_admin_set(r->admin, cfg, r->ws);
+    sl_config_unref(r->cfg);
+    r->cfg = cfg;
+    r->drain_ms = cfg->local.drain_timeout_ms;
+    gen = sl_stat_get(&sl_config_info.generation) + 1;
+    sl_config_info.load_duration_us = now_us(CLOCK_MONOTONIC) - t0;
+    sl_config_info.load_time_ms = now_ms(CLOCK_REALTIME);
+    sl_config_info.generation = gen;
+    sl_log(SL_LOG_INFO, "reload: generation %llu from %s: %zu forwarding rule%s, %zu target "
+           "group%s; open connections and tunnels keep the config they started with",
+           (unsigned long long)gen, r->cli->config, cfg->n_frules, cfg->n_frules == 1 ? "" : "s",
+           cfg->n_tgroups, cfg->n_tgroups == 1 ? "" : "s");
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct run *r = arg;
 
     (void)what;
     if (sig == SIGHUP) {
-        sl_log(SL_LOG_WARN, "SIGHUP: reloading is not implemented yet; the running config "
-               "stays");
+        reload(r);
         return;
     }
     if (r->admin)
@@ -380,7 +456,6 @@ static int cmd_run(int argc, char **argv)
     struct event *sig[3] = { NULL, NULL, NULL }, *end = NULL;
     static const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
     int rc;
-
     uint64_t t0;
 
     if ((rc = parse_args(argc, argv, "map threads", &c)))
@@ -404,6 +479,8 @@ static int cmd_run(int argc, char **argv)
         sl_config_unref(cfg);
         return 1;
     }
+    r.cli = &c;
+    r.cfg = cfg;
     r.drain_ms = cfg->local.drain_timeout_ms;
     r.base = event_base_new();
     if (!r.base || start_admin(&r, c.admin, cfg->local.admin) == -1 ||
@@ -447,7 +524,7 @@ out:
     sl_log_stop();
     sl_target_states_free();
     sl_rule_stats_free();
-    sl_config_unref(cfg);
+    sl_config_unref(r.cfg ? r.cfg : cfg);
     return rc;
 }
 

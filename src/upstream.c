@@ -288,7 +288,7 @@ static void no_target(struct sl_conn *c)
 void upstream_start(struct sl_conn *c)
 {
     for (;;) {
-        if (sl_balancer_pick(c->w->bal, c->rule->group, &c->peer, &c->tried, &c->pick) != SL_OK)
+        if (sl_balancer_pick(c->gen->bal, c->rule->group, &c->peer, &c->tried, &c->pick) != SL_OK)
             break;
         atomic_fetch_add_explicit(&c->pick.state->active, 1, memory_order_relaxed);
         c->counted = true;
@@ -332,7 +332,7 @@ static void tunnel_done(struct sl_tunnel *t, const struct sl_tunnel_info *info, 
 /* What a tunnel needs after its conn is gone: enough for the access log and the counts. */
 struct tunnel_ctx {
     struct sl_worker *w;
-    struct sl_config *cfg;
+    struct sl_gen *gen; /* one ref: ln, target and rule point into it */
     struct sl_target_state *state;
     const struct sl_listener *ln;
     const struct sl_target *target;
@@ -416,7 +416,7 @@ static void to_tunnel(struct sl_conn *c)
     c->resp_bytes += to_client;
     front_log_request(c, "FORWARD");
 
-    *x = (struct tunnel_ctx){.w = w, .cfg = sl_config_ref(c->cfg), .state = c->pick.state,
+    *x = (struct tunnel_ctx){.w = w, .gen = sl_gen_ref(c->gen), .state = c->pick.state,
                              .ln = c->ln, .target = c->pick.target, .rule = c->rule,
                              .id = c->id, .peer = c->peer, .peer_port = c->peer_port,
                              /* counted with the response already (resp_bytes) */
@@ -430,7 +430,7 @@ static void to_tunnel(struct sl_conn *c)
                       to_target, evbuffer_pullup(cout, -1), to_client, idle, tunnel_done, x);
     if (!t) {
         atomic_fetch_sub_explicit(&x->state->active, 1, memory_order_relaxed);
-        sl_config_unref(x->cfg);
+        sl_gen_unref(x->gen);
         free(x);
     } else {
         sl_stat_add(&w->stats->tunnels_total, 1);
@@ -468,7 +468,7 @@ static void tunnel_done(struct sl_tunnel *t, const struct sl_tunnel_info *info, 
         evbuffer_free(b);
     }
     atomic_fetch_sub_explicit(&x->state->active, 1, memory_order_relaxed);
-    sl_config_unref(x->cfg);
+    sl_gen_unref(x->gen);
     free(x);
     /* The tunnel has left the list by now (its count is what check_done reads). */
     sl_worker_check_done(w);

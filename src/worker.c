@@ -28,7 +28,30 @@ struct sl_workers {
     int *stop_fd;             /* one eventfd per worker */
     int done_fd;              /* eventfd: each worker adds 1 as its loop ends */
     _Atomic uint32_t drain_ms;
+    struct sl_config *cur;    /* the snapshot last handed to the workers (main thread's) */
+    pthread_mutex_t lock;     /* guards every worker's pending reload */
 };
+
+/* A reload on its way to one worker: the snapshot and, for each of its distinct listener
+ * addresses (listener_slots order), a socket bound for this worker or -1 where the worker
+ * already listens there. */
+struct sl_reload {
+    struct sl_config *cfg;
+    int *fds;
+    size_t n;
+};
+
+static void reload_free(struct sl_reload *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->fds[i] != -1)
+            close(r->fds[i]);
+    free(r->fds);
+    sl_config_unref(r->cfg);
+    free(r);
+}
 
 static unsigned cpu_count(void)
 {
@@ -66,58 +89,220 @@ fail:
     return -1;
 }
 
-/* Binds worker <w>'s listeners, one per distinct listener address. */
-static int bind_listeners(struct sl_worker *w)
+/* The forwarding rules that own a listener: the first rule on each distinct address (`sluice
+ * check` warns about the others). Fills <idx> (cfg->n_frules entries) and returns how many. */
+static size_t listener_slots(const struct sl_config *cfg, size_t *idx)
 {
-    const struct sl_config *cfg = w->cfg;
+    size_t n = 0;
 
-    w->listeners = calloc(cfg->n_frules ? cfg->n_frules : 1, sizeof(*w->listeners));
-    if (!w->listeners)
-        return -1;
     for (size_t i = 0; i < cfg->n_frules; i++) {
         const struct sl_forwarding_rule *fr = &cfg->frules[i];
-        struct sl_listener *ln;
-        char buf[SL_ADDR_STRLEN + 8];
         size_t k;
 
-        for (k = 0; k < w->n_listeners; k++)
-            if (w->listeners[k].port == fr->port &&
-                sl_addr_equal(&w->listeners[k].addr, &fr->listen))
+        for (k = 0; k < n; k++)
+            if (cfg->frules[idx[k]].port == fr->port &&
+                sl_addr_equal(&cfg->frules[idx[k]].listen, &fr->listen))
                 break;
-        if (k < w->n_listeners)
-            continue; /* the first rule on an address serves it (check warns) */
-        ln = &w->listeners[w->n_listeners];
-        ln->fd = listen_socket(fr);
-        if (ln->fd == -1) {
+        if (k == n)
+            idx[n++] = i;
+    }
+    return n;
+}
+
+/* Whether <cfg> (may be NULL) listens on <fr>'s address. */
+static bool listens_on(const struct sl_config *cfg, const struct sl_forwarding_rule *fr)
+{
+    for (size_t i = 0; cfg && i < cfg->n_frules; i++)
+        if (cfg->frules[i].port == fr->port && sl_addr_equal(&cfg->frules[i].listen, &fr->listen))
+            return true;
+    return false;
+}
+
+/* Binds, for each of <n> workers, a socket on every listener address of <cfg> that <old> does
+ * not listen on (-1 in the others). <fds> is n x slots; returns slots, or -1 after logging
+ * which address could not be bound (nothing left open). */
+static ssize_t bind_new(const struct sl_config *cfg, const struct sl_config *old, unsigned n,
+                        int **fds)
+{
+    size_t *idx = calloc(cfg->n_frules ? cfg->n_frules : 1, sizeof(*idx));
+    size_t slots;
+    int *v;
+
+    if (!idx)
+        return -1;
+    slots = listener_slots(cfg, idx);
+    v = malloc((slots ? slots : 1) * n * sizeof(*v));
+    if (!v) {
+        free(idx);
+        return -1;
+    }
+    for (size_t i = 0; i < slots * n; i++)
+        v[i] = -1;
+    for (size_t k = 0; k < slots; k++) {
+        const struct sl_forwarding_rule *fr = &cfg->frules[idx[k]];
+        char buf[SL_ADDR_STRLEN + 8];
+
+        if (listens_on(old, fr))
+            continue;
+        for (unsigned w = 0; w < n; w++) {
+            if ((v[w * slots + k] = listen_socket(fr)) != -1)
+                continue;
             sl_log(SL_LOG_ERR, "cannot listen on %s for forwarding rule \"%s\" (%s): %s",
                    sl_addr_format_port(&fr->listen, fr->port, buf), fr->name ? fr->name : "",
                    fr->loc.path, strerror(errno));
+            for (size_t i = 0; i < slots * n; i++)
+                if (v[i] != -1)
+                    close(v[i]);
+            free(v);
+            free(idx);
             return -1;
         }
+        sl_log(SL_LOG_INFO, "listening on %s (forwarding rule \"%s\")",
+               sl_addr_format_port(&fr->listen, fr->port, buf), fr->name ? fr->name : "");
+    }
+    free(idx);
+    *fds = v;
+    return (ssize_t)slots;
+}
+
+static void listener_close(struct sl_listener *ln)
+{
+    if (ln->fd == -1)
+        return;
+    if (ln->ev.ev_base)
+        event_del(&ln->ev);
+    close(ln->fd);
+    ln->fd = -1;
+}
+
+static void gen_free(struct sl_gen *g)
+{
+    for (size_t i = 0; i < g->n_listeners; i++)
+        listener_close(&g->listeners[i]);
+    free(g->listeners);
+    sl_rule_table_free(&g->rules);
+    sl_balancer_free(g->bal);
+    sl_config_unref(g->cfg);
+    free(g);
+}
+
+void sl_gen_unref(struct sl_gen *g)
+{
+    if (--g->refs == 0)
+        gen_free(g);
+}
+
+/* Worker <w>'s generation for <cfg>: its balancer, rule counters and listeners. A listener's
+ * socket is fds[slot] when not -1, else taken over from <old> (same address): a listener that
+ * stays keeps its socket and its accept queue across reloads. NULL on out-of-memory (every
+ * fds[] socket is then closed). */
+static struct sl_gen *gen_new(struct sl_worker *w, struct sl_config *cfg, int *fds,
+                              struct sl_gen *old, uint64_t number)
+{
+    struct sl_gen *g = calloc(1, sizeof(*g));
+    size_t *idx = calloc(cfg->n_frules ? cfg->n_frules : 1, sizeof(*idx));
+    size_t slots = idx ? listener_slots(cfg, idx) : 0;
+
+    if (!g || !idx || !(g->listeners = calloc(slots ? slots : 1, sizeof(*g->listeners))) ||
+        sl_rule_table_init(&g->rules, cfg) == -1 ||
+        !(g->bal = sl_balancer_new(cfg, 0x9e3779b97f4a7c15ull * (w->id + 1) + number))) {
+        for (size_t k = 0; idx && k < slots; k++)
+            if (fds[k] != -1)
+                close(fds[k]);
+        if (g) {
+            free(g->listeners);
+            sl_rule_table_free(&g->rules);
+            free(g);
+        }
+        free(idx);
+        return NULL;
+    }
+    g->cfg = sl_config_ref(cfg);
+    g->refs = 1;
+    g->number = number;
+    for (size_t k = 0; k < slots; k++) {
+        const struct sl_forwarding_rule *fr = &cfg->frules[idx[k]];
+        struct sl_listener *ln = &g->listeners[g->n_listeners++];
+
+        ln->fd = fds[k];
+        fds[k] = -1;
+        for (size_t i = 0; ln->fd == -1 && old && i < old->n_listeners; i++) {
+            struct sl_listener *o = &old->listeners[i];
+
+            if (o->fd != -1 && o->port == fr->port && sl_addr_equal(&o->addr, &fr->listen)) {
+                if (o->ev.ev_base)
+                    event_del(&o->ev);
+                ln->fd = o->fd;
+                o->fd = -1;
+            }
+        }
         ln->w = w;
+        ln->gen = g;
         ln->fr = fr;
         ln->addr = fr->listen;
         ln->port = fr->port;
-        w->n_listeners++;
-        if (w->id == 0)
-            sl_log(SL_LOG_INFO, "listening on %s (forwarding rule \"%s\")",
-                   sl_addr_format_port(&fr->listen, fr->port, buf), fr->name ? fr->name : "");
+        if (ln->fd != -1)
+            event_assign(&ln->ev, w->base, ln->fd, EV_READ | EV_PERSIST, sl_front_on_accept,
+                         ln);
     }
-    return 0;
+    free(idx);
+    return g;
+}
+
+void sl_worker_accepting(struct sl_worker *w, bool on)
+{
+    struct sl_gen *g = w->gen;
+
+    for (size_t i = 0; g && i < g->n_listeners; i++) {
+        if (g->listeners[i].fd == -1)
+            continue;
+        if (on)
+            event_add(&g->listeners[i].ev, NULL);
+        else
+            event_del(&g->listeners[i].ev);
+    }
 }
 
 static void close_listeners(struct sl_worker *w)
 {
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        struct sl_listener *ln = &w->listeners[i];
+    for (size_t i = 0; w->gen && i < w->gen->n_listeners; i++)
+        listener_close(&w->gen->listeners[i]);
+}
 
-        if (ln->fd == -1)
-            continue;
-        if (ln->ev.ev_base)
-            event_del(&ln->ev);
-        close(ln->fd);
-        ln->fd = -1;
+/* Takes this worker's pending reload, if any: new connections get the new generation; those
+ * open keep theirs until they end. */
+static void adopt(struct sl_worker *w)
+{
+    struct sl_workers *ws = (struct sl_workers *)w->thread_arg;
+    struct sl_reload *r;
+    struct sl_gen *g, *old = w->gen;
+
+    pthread_mutex_lock(&ws->lock);
+    r = w->pending;
+    w->pending = NULL;
+    pthread_mutex_unlock(&ws->lock);
+    if (!r)
+        return;
+    if (w->stopping) {
+        reload_free(r);
+        return;
     }
+    g = gen_new(w, r->cfg, r->fds, old, old->number + 1);
+    if (!g) {
+        sl_log(SL_LOG_ERR, "worker %u: out of memory: it keeps serving the previous config",
+               w->id);
+        reload_free(r);
+        return;
+    }
+    w->gen = g;
+    /* Listeners the new config dropped close now (their connections finish). */
+    for (size_t i = 0; i < old->n_listeners; i++)
+        listener_close(&old->listeners[i]);
+    if (!w->fd_exhausted)
+        sl_worker_accepting(w, true);
+    sl_source_find(g->cfg, &w->source, false);
+    sl_gen_unref(old);
+    reload_free(r);
 }
 
 void sl_worker_check_done(struct sl_worker *w)
@@ -144,6 +329,7 @@ static void on_grace(int fd, short what, void *arg)
 /* Messages from other threads: a bit in w->msgs, then a write to the worker's eventfd. */
 #define WMSG_STOP 0x1        /* stop accepting and drain (ws->drain_ms) */
 #define WMSG_TARGET_DOWN 0x2 /* a target went down: closeOnTargetDown */
+#define WMSG_RELOAD 0x4      /* a new config waits in w->pending */
 
 static void stop(struct sl_worker *w)
 {
@@ -178,7 +364,9 @@ static void on_msg(int fd, short what, void *arg)
     if (read(fd, &v, sizeof(v)) == -1)
         return;
     m = atomic_exchange(&w->msgs, 0);
-    if ((m & WMSG_TARGET_DOWN) && w->cfg->local.close_on_target_down)
+    if (m & WMSG_RELOAD)
+        adopt(w);
+    if ((m & WMSG_TARGET_DOWN) && w->gen->cfg->local.close_on_target_down)
         upstream_tunnels_close_down(w);
     if (m & WMSG_STOP)
         stop(w);
@@ -204,36 +392,26 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* <fds>: this worker's bound listener sockets (taken over, closed on failure). */
 static int worker_init(struct sl_workers *ws, struct sl_worker *w, unsigned id,
-                       struct sl_config *cfg, unsigned pipes_per_worker)
+                       struct sl_config *cfg, int *fds, unsigned pipes_per_worker)
 {
     static const struct timeval tick = {1, 0};
 
     w->id = id;
     w->thread_arg = ws;
     w->next_id = (uint64_t)id << 56;
-    w->cfg = sl_config_ref(cfg);
     w->stats = aligned_alloc(64, sizeof(*w->stats));
-    if (!w->stats || sl_rule_table_init(&w->rules, cfg) == -1)
-        return -1;
-    memset(w->stats, 0, sizeof(*w->stats));
+    if (w->stats)
+        memset(w->stats, 0, sizeof(*w->stats));
     w->base = event_base_new();
-    w->bal = sl_balancer_new(cfg, 0x9e3779b97f4a7c15ull * (id + 1));
     w->scratch = sl_router_scratch_new();
     w->pipes = sl_pipe_pool_new(pipes_per_worker, cfg->local.pipe_size);
-    if (!w->base || !w->bal || !w->scratch || !w->pipes)
+    if (!w->stats || !w->base || !w->scratch || !w->pipes ||
+        !(w->gen = gen_new(w, cfg, fds, NULL, 1)))
         return -1;
     sl_source_find(cfg, &w->source, w->id == 0);
-    if (bind_listeners(w) == -1)
-        return -1;
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        struct sl_listener *ln = &w->listeners[i];
-
-        if (event_assign(&ln->ev, w->base, ln->fd, EV_READ | EV_PERSIST, sl_front_on_accept,
-                         ln) == -1 ||
-            event_add(&ln->ev, NULL) == -1)
-            return -1;
-    }
+    sl_worker_accepting(w, true);
     w->stop_ev = event_new(w->base, ws->stop_fd[id], EV_READ | EV_PERSIST, on_msg, w);
     w->grace_ev = evtimer_new(w->base, on_grace, w);
     w->accept_resume = evtimer_new(w->base, sl_front_on_accept_resume, w);
@@ -247,7 +425,9 @@ static int worker_init(struct sl_workers *ws, struct sl_worker *w, unsigned id,
 static void worker_deinit(struct sl_worker *w)
 {
     close_listeners(w);
-    free(w->listeners);
+    if (w->gen)
+        sl_gen_unref(w->gen); /* the last ref: every connection has ended */
+    reload_free(w->pending);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->grace_ev)
@@ -257,14 +437,10 @@ static void worker_deinit(struct sl_worker *w)
     if (w->tick_ev)
         event_free(w->tick_ev);
     free(w->stats);
-    sl_rule_table_free(&w->rules);
     sl_pipe_pool_free(w->pipes);
     sl_router_scratch_free(w->scratch);
-    sl_balancer_free(w->bal);
     if (w->base)
         event_base_free(w->base);
-    if (w->cfg)
-        sl_config_unref(w->cfg);
 }
 
 struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n)
@@ -272,11 +448,14 @@ struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n)
     struct sl_workers *ws = calloc(1, sizeof(*ws));
     struct rlimit rl;
     unsigned pipes;
+    int *fds = NULL;
+    ssize_t slots = 0;
 
     if (n == 0)
         n = cfg->local.threads ? cfg->local.threads : cpu_count();
     if (!ws)
         return NULL;
+    pthread_mutex_init(&ws->lock, NULL);
     ws->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     ws->w = calloc(n, sizeof(*ws->w));
     ws->stop_fd = calloc(n, sizeof(int));
@@ -290,11 +469,18 @@ struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n)
     if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
         rl.rlim_cur = 65536;
     pipes = (unsigned)(rl.rlim_cur / 4 / 2 / n);
+    /* Every listener is bound before any thread runs: a port in use stops the start. */
+    if ((slots = bind_new(cfg, NULL, n, &fds)) == -1)
+        goto fail;
     for (unsigned i = 0; i < n; i++) {
         ws->stop_fd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (ws->stop_fd[i] == -1 || worker_init(ws, &ws->w[i], i, cfg, pipes) == -1)
+        if (ws->stop_fd[i] == -1 ||
+            worker_init(ws, &ws->w[i], i, cfg, fds + i * (size_t)slots, pipes) == -1)
             goto fail;
     }
+    free(fds);
+    fds = NULL;
+    ws->cur = sl_config_ref(cfg);
     for (unsigned i = 0; i < n; i++) {
         if (pthread_create(&ws->w[i].thread, NULL, worker_main, &ws->w[i]) != 0) {
             sl_log(SL_LOG_ERR, "cannot start worker thread %u", i);
@@ -308,8 +494,13 @@ struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n)
     sl_log(SL_LOG_INFO, "%u workers running", n);
     return ws;
 fail:
+    for (ssize_t i = 0; fds && i < slots * (ssize_t)n; i++)
+        if (fds[i] != -1)
+            close(fds[i]);
+    free(fds);
     for (unsigned i = 0; i < n && ws->w; i++)
         worker_deinit(&ws->w[i]);
+    pthread_mutex_destroy(&ws->lock);
     for (unsigned i = 0; i < n && ws->stop_fd; i++)
         if (ws->stop_fd[i] != -1)
             close(ws->stop_fd[i]);
@@ -368,7 +559,59 @@ void sl_workers_join(struct sl_workers *ws)
         close(ws->stop_fd[i]);
     }
     close(ws->done_fd);
+    if (ws->cur)
+        sl_config_unref(ws->cur);
+    pthread_mutex_destroy(&ws->lock);
     free(ws->w);
     free(ws->stop_fd);
     free(ws);
+}
+
+int sl_workers_reload(struct sl_workers *ws, struct sl_config *cfg)
+{
+    int *fds;
+    ssize_t slots = bind_new(cfg, ws->cur, ws->n, &fds);
+
+    if (slots == -1)
+        return -1;
+    for (size_t i = 0; i < ws->cur->n_frules; i++) {
+        const struct sl_forwarding_rule *fr = &ws->cur->frules[i];
+        char buf[SL_ADDR_STRLEN + 8];
+        bool first = true;
+
+        for (size_t k = 0; k < i && first; k++)
+            first = !(ws->cur->frules[k].port == fr->port &&
+                      sl_addr_equal(&ws->cur->frules[k].listen, &fr->listen));
+        if (first && !listens_on(cfg, fr))
+            sl_log(SL_LOG_INFO, "no longer listening on %s (open connections finish)",
+                   sl_addr_format_port(&fr->listen, fr->port, buf));
+    }
+    pthread_mutex_lock(&ws->lock);
+    for (unsigned i = 0; i < ws->n; i++) {
+        struct sl_reload *r = calloc(1, sizeof(*r));
+        int *mine = malloc((slots ? (size_t)slots : 1) * sizeof(int));
+
+        if (!r || !mine) {
+            free(r);
+            free(mine);
+            continue; /* that worker keeps the previous config; its sockets close below */
+        }
+        memcpy(mine, fds + i * (size_t)slots, (size_t)slots * sizeof(int));
+        for (ssize_t k = 0; k < slots; k++)
+            fds[i * (size_t)slots + (size_t)k] = -1;
+        r->cfg = sl_config_ref(cfg);
+        r->fds = mine;
+        r->n = (size_t)slots;
+        reload_free(ws->w[i].pending); /* one not yet taken is superseded */
+        ws->w[i].pending = r;
+    }
+    pthread_mutex_unlock(&ws->lock);
+    for (size_t i = 0; i < (size_t)slots * ws->n; i++)
+        if (fds[i] != -1)
+            close(fds[i]);
+    free(fds);
+    sl_config_unref(ws->cur);
+    ws->cur = sl_config_ref(cfg);
+    post(ws, WMSG_RELOAD);
+    return 0;
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
 # A start-serve-stop cycle of `sluice run` under valgrind: plain requests, a STATIC answer,
 # WebSocket tunnels (echo through splice), a refused target (retried, then DOWN by its TCP
-# check), an HTTP health check, the admin endpoints, then SIGTERM. Fails if valgrind
+# check), an HTTP health check, the admin endpoints, a SIGHUP reload (and a refused one) while
+# a tunnel is open, then SIGTERM. Fails if valgrind
 # reports a leak or an error, or if sluice does not stop by itself. Bounded: ~60 s at most.
 # Usage: tests/valgrind_run.sh BUILD_DIR
 set -u
@@ -53,6 +54,32 @@ print("valgrind run: statuses", codes)
 # The dead target refuses; sluice retries on the live one, so every request succeeds.
 assert codes == [b"418"] + [b"200"] * 4, codes
 time.sleep(1.5)  # the dead target's checks fail: DOWN
+PY
+# Reload with a tunnel open: a good file (generation 2), then a bad one (refused).
+"$B/bench/sluice-bench" bulk --url "ws://127.0.0.1:$LP/" --seconds 4 --size 4096 >/dev/null &
+bulk=$!
+sleep 1
+sed -i 's/"algorithm":"ROUND_ROBIN"/"algorithm":"RANDOM"/' "$dir/c.json"
+kill -HUP "$vg"; sleep 1
+cp "$dir/c.json" "$dir/good.json"; echo '{"forwardingRules": [' > "$dir/c.json"
+kill -HUP "$vg"; sleep 1
+cp "$dir/good.json" "$dir/c.json"
+wait "$bulk" || ok=0
+grep -q "reload: generation 2" "$dir/vg.log" || { echo "valgrind run: no reload"; ok=0; }
+grep -q "refused; the running config stays" "$dir/vg.log" || { echo "valgrind run: bad reload not refused"; ok=0; }
+/usr/bin/python3 - "$LP" "$AP" <<'PY' || ok=0
+import socket, sys
+port = int(sys.argv[1])
+admin = int(sys.argv[2])
+def get(path, port=port):
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: v\r\nConnection: close\r\n\r\n")
+    d = b""
+    while True:
+        x = s.recv(65536)
+        if not x: break
+        d += x
+    return d.split(b" ")[1]
 codes = [get(b"/metrics", admin), get(b"/status", admin), get(b"/healthz", admin),
          get(b"/nope", admin)]
 print("valgrind run: admin statuses", codes)

@@ -554,6 +554,140 @@ class Admin(HealthTest):
         self.assertIn("in use", out.stderr)
 
 
+class Reload(HealthTest):
+    """SIGHUP re-reads the file: what the issue on health and lifecycle needs from it."""
+
+    def reload(self, s, cfg, expect_generation=None):
+        """Rewrites <s>'s config with <cfg>, sends SIGHUP and waits until it is served (the
+        generation in /status grows), or, with expect_generation, until the log says why
+        not and the generation is still that."""
+        before = self.status(s)["config"]["generation"]
+        with open(s.cfg_path, "w") as f:
+            if isinstance(cfg, str):
+                f.write(cfg)
+            else:
+                json.dump(cfg, f, indent=2)
+        n_refused = s.stderr_text().count("reload: refused") + \
+            s.stderr_text().count("refused; the running config stays")
+        s.signal(signal.SIGHUP)
+        if expect_generation is None:
+            wskit.wait_until(lambda: self.status(s)["config"]["generation"] == before + 1,
+                             PROMPT)
+            time.sleep(0.05)  # workers take it on their next loop turn
+        else:
+            wskit.wait_until(lambda: s.stderr_text().count("refused; the running config stays")
+                             + s.stderr_text().count("reload: refused") > n_refused, PROMPT)
+            self.assertEqual(self.status(s)["config"]["generation"], expect_generation)
+
+    def test_maintenance_drains_without_cutting_tunnels(self):
+        b1, b2 = self.bench("b1"), self.bench("b2")
+        targets = [checked_target(b1.port), checked_target(b2.port)]
+        cfg = config(wskit.free_port(), [forward("tg")],
+                     [checked_group("tg", targets, 200, 2)], threads=1)
+        s = self.start(cfg)
+        c1 = WSClient.open(s.port, "/")
+        self.addCleanup(c1.close)
+        c2 = WSClient.open(s.port, "/")
+        self.addCleanup(c2.close)
+        self.assertEqual(self.tstat(s, "tg", b1.port)["activeConnections"], 1)
+        targets[0]["maintenanceEnabled"] = True
+        self.reload(s, cfg)
+        st = self.tstat(s, "tg", b1.port)
+        self.assertEqual((st["state"], st["activeConnections"]), ("MAINTENANCE", 1), st)
+        picks = st["connections"]
+        for i in range(10):
+            with WSClient.open(s.port, "/") as c:
+                self.echo_ok(c, 10)
+        self.assertEqual(self.tstat(s, "tg", b1.port)["connections"], picks,
+                         "a target in maintenance got new connections")
+        self.echo_ok(c1)  # the tunnels of both targets carry on
+        self.echo_ok(c2)
+        self.assertEqual(self.tstat(s, "tg", b1.port)["activeConnections"], 1)
+        c1.close()
+        wskit.wait_until(lambda: self.tstat(s, "tg", b1.port)["activeConnections"] == 0,
+                         PROMPT)
+        self.assertEqual(self.metrics(s)["sluice_config_generation"].get(), 2)
+
+    def test_health_state_survives_reload_when_unchanged(self):
+        dead = wskit.free_port()
+        live = self.bench("live")
+        cfg = config(wskit.free_port(), [forward("tg")], [checked_group(
+            "tg", [checked_target(dead), checked_target(live.port)], 200, 2)])
+        s = self.start(cfg)
+        self.wait_health(s, "tg", dead, "DOWN", PROMPT)
+        checks = self.tstat(s, "tg", dead)["checks"]
+        cfg["forwardingRules"][0]["properties"]["httpRules"][0]["name"] = "renamed"
+        cfg["targetGroups"][0]["properties"]["targets"][1]["weight"] = 5
+        self.reload(s, cfg)
+        st = self.tstat(s, "tg", dead)
+        self.assertEqual((st["health"], st["downReason"]), ("DOWN", "refused"), st)
+        self.assertGreaterEqual(st["checks"], checks, st)
+        for i in range(5):
+            self.assertEqual(http(s.port, path="/").status, 200)
+        self.assertEqual(self.tstat(s, "tg", dead)["connectFailures"], 0,
+                         "the DOWN target was tried after the reload")
+        wskit.wait_until(lambda: self.tstat(s, "tg", dead)["checks"] > checks + 1, PROMPT)
+        # other check settings: a new judgement, from UP
+        cfg["targetGroups"][0]["properties"]["healthCheck"]["checkInterval"] = 300
+        self.reload(s, cfg)
+        st = self.tstat(s, "tg", dead)
+        self.assertEqual((st["health"], st["lastCheck"]), ("UP", None), st)
+        self.wait_health(s, "tg", dead, "DOWN", 0.3 * 3 + SLACK)
+        self.assertIn('"renamed"', json.dumps(self.status(s)["listeners"]))
+
+    def test_bad_reload_is_refused_and_the_old_config_serves(self):
+        b = self.bench("b1")
+        port = wskit.free_port()
+        cfg = config(port, [forward("tg")], [checked_group("tg", [checked_target(b.port)],
+                                                           200, 2)])
+        s = self.start(cfg)
+        bad = json.dumps(cfg, indent=2).replace('"ROUND_ROBIN"', '"ROUND-ROBIN"')
+        self.reload(s, bad, expect_generation=1)
+        self.assertRegex(s.stderr_text(), r"reload: .*sluice1\.json:\d+:\d+: .*algorithm")
+        with WSClient.open(s.port, "/") as c:
+            self.echo_ok(c)
+        # a new listener on a port in use: refused before anything changes
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        self.addCleanup(taken.close)
+        cfg2 = json.loads(json.dumps(cfg))
+        fr2 = json.loads(json.dumps(cfg2["forwardingRules"][0]))
+        fr2["id"] = "fr-2"
+        fr2["properties"]["listenerPort"] = taken.getsockname()[1]
+        cfg2["forwardingRules"].append(fr2)
+        self.reload(s, cfg2, expect_generation=1)
+        self.assertIn("cannot listen on 127.0.0.1:%d" % taken.getsockname()[1],
+                      s.stderr_text())
+        with WSClient.open(s.port, "/") as c:
+            self.echo_ok(c)
+
+    def test_reload_opens_and_closes_listeners(self):
+        b = self.bench("b1")
+        p1, p2 = wskit.free_ports(2)
+        cfg = config(p1, [forward("tg")], [group("tg", [wskit.target(b.port)])])
+        s = self.start(cfg)
+        t1 = WSClient.open(p1, "/")
+        self.addCleanup(t1.close)
+        fr = cfg["forwardingRules"][0]
+        fr2 = json.loads(json.dumps(fr))
+        fr2["id"] = "fr-2"
+        fr2["properties"]["listenerPort"] = p2
+        cfg["forwardingRules"] = [fr2]  # p1 goes, p2 comes
+        self.reload(s, cfg)
+        with WSClient.open(p2, "/") as c:
+            self.echo_ok(c)
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", p1), 1).close()
+        self.echo_ok(t1)  # the tunnel accepted on the removed listener carries on
+        cfg["forwardingRules"] = [fr, fr2]  # p1 comes back
+        self.reload(s, cfg)
+        for p in (p1, p2):
+            with WSClient.open(p, "/") as c:
+                self.echo_ok(c)
+        self.echo_ok(t1)
+
+
 def main():
     if len(sys.argv) < 4:
         sys.stderr.write("usage: %s SLUICE SLUICE_BENCH SOURCE_ROOT [unittest args]\n"

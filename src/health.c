@@ -374,16 +374,32 @@ static int request_build(struct checker *c)
     /* a body-taking method without a length is refused (411) by some servers */
     const char *cl = hc->method == SL_METHOD_POST || hc->method == SL_METHOD_PUT ||
                      hc->method == SL_METHOD_PATCH ? "Content-Length: 0\r\n" : "";
+    /* A target that expects PROXY protocol on every connection gets it on checks too (as
+     * haproxy does by default): v2's LOCAL command, v1's UNKNOWN, both meaning "the proxy's
+     * own connection, no client behind it". */
+    static const char v2_local[16] = "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    static const char v1_unknown[] = "PROXY UNKNOWN\r\n";
+    const char *pp = NULL;
+    size_t pp_len = 0;
     char host[SL_ADDR_STRLEN + 8];
     int n;
 
+    if (c->target->proxy_protocol == SL_PROXY_V1) {
+        pp = v1_unknown;
+        pp_len = sizeof(v1_unknown) - 1;
+    } else if (c->target->proxy_protocol != SL_PROXY_NONE) {
+        pp = v2_local;
+        pp_len = sizeof(v2_local);
+    }
     sl_addr_format_port(&c->target->addr, c->target->port, host);
     n = snprintf(NULL, 0, fmt, m, path, host, cl);
-    c->cap = (size_t)n + 1 > BUF_INIT ? (size_t)n + 1 : BUF_INIT;
+    c->cap = pp_len + (size_t)n + 1 > BUF_INIT ? pp_len + (size_t)n + 1 : BUF_INIT;
     c->buf = malloc(c->cap);
     if (!c->buf)
         return -1;
-    c->len = (size_t)snprintf(c->buf, c->cap, fmt, m, path, host, cl);
+    if (pp)
+        memcpy(c->buf, pp, pp_len);
+    c->len = pp_len + (size_t)snprintf(c->buf + pp_len, c->cap - pp_len, fmt, m, path, host, cl);
     c->sent = 0;
     return 0;
 }

@@ -284,6 +284,25 @@ class ActiveChecks(HealthTest):
         peers = {c.peer[0] for c in py.conns if c.requests and c.requests[0].path == "/probe"}
         self.assertEqual(peers, {"127.0.0.7"}, "checks not from the lbPrivateIp")
 
+    def test_http_check_speaks_proxy_protocol_to_targets_that_want_it(self):
+        """A target with proxyProtocol v1/v2 reads a PROXY header first on every connection:
+        its HTTP checks carry v1 UNKNOWN / v2 LOCAL (the proxy's own connection)."""
+        backs = {v: self.pyback("pp-" + v) for v in ("v1", "v2")}
+        check = {"path": "/pp", "matchType": "STATUS_CODE", "response": "200"}
+        groups = []
+        for v, py in backs.items():
+            t = checked_target(py.port)
+            t["proxyProtocol"] = v
+            groups.append(checked_group("tg-" + v, [t], 200, 2, http_check=check))
+        s = self.start(config(wskit.free_port(), [forward("tg-v1")], groups))
+        for v, py in backs.items():
+            self.wait_health(s, "tg-" + v, py.port, "UP", PROMPT)
+            probes = [c for c in py.conns if c.requests and c.requests[0].path == "/pp"]
+            self.assertTrue(probes, v)
+            want = b"PROXY UNKNOWN\r\n" if v == "v1" else \
+                b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+            self.assertEqual({bytes(c.proxy) for c in probes}, {want}, v)
+
     def test_checks_disabled_target_always_up(self):
         dead = wskit.free_port()
         live = self.bench("live")

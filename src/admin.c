@@ -161,8 +161,10 @@ static const struct {
     {"sluice_target_state_changes_total", "counter", "UP/DOWN changes."},
 };
 
+/* <gid>: the group's id, or "#<index>" for a group without one (the name may repeat). */
 static void target_metric(struct evbuffer *b, enum tmetric m, const struct sl_target_group *g,
-                          const struct sl_target *t, struct sl_target_state *st)
+                          const char *gid, const struct sl_target *t,
+                          struct sl_target_state *st)
 {
     char tl[SL_ADDR_STRLEN + 8];
     uint64_t v = 0;
@@ -202,7 +204,7 @@ static void target_metric(struct evbuffer *b, enum tmetric m, const struct sl_ta
         }
         evbuffer_add_printf(b, "%s{", tmetrics[m].name);
         label(b, "group", group_label(g), true);
-        label(b, "group_id", g->id ? g->id : "", false);
+        label(b, "group_id", gid, false);
         label(b, "target", tl, false);
         if (m == TM_BYTES)
             label(b, "direction", dir == 0 ? "out" : "in", false);
@@ -268,13 +270,16 @@ static void render_metrics(struct sl_admin *a, struct evbuffer *b)
         family(b, tmetrics[m].name, tmetrics[m].type, tmetrics[m].help);
         for (size_t gi = 0; cfg && gi < cfg->n_tgroups; gi++) {
             const struct sl_target_group *g = &cfg->tgroups[gi];
+            char gid[24];
 
+            if (!g->id)
+                snprintf(gid, sizeof(gid), "#%zu", gi);
             for (size_t k = 0; k < g->n_targets; k++) {
                 struct sl_target_state *st;
 
                 if (seen_before(g, k) || !(st = sl_target_state_get(g, &g->targets[k])))
                     continue;
-                target_metric(b, (enum tmetric)m, g, &g->targets[k], st);
+                target_metric(b, (enum tmetric)m, g, g->id ? g->id : gid, &g->targets[k], st);
             }
         }
     }
@@ -356,7 +361,8 @@ static json_t *status_target(const struct sl_target *t, struct sl_target_state *
                                         "httpStatus", code ? json_integer(code) : json_null(),
                                         "at", iso_time(atomic_load(&st->last_check_ms))));
     json_object_set_new(o, "downReason",
-                        down ? json_string(sl_check_result_str(atomic_load(&st->down_result), code,
+                        down ? json_string(sl_check_result_str(atomic_load(&st->down_result),
+                                                               atomic_load(&st->down_status),
                                                                rbuf))
                              : json_null());
     json_object_set_new(o, "activeConnections", json_integer(atomic_load(&st->active)));
@@ -488,8 +494,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     if (!path)
         path = "/";
-    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+    /* GET only: evhttp would send a HEAD answer's body, which breaks a keep-alive client. */
+    if (cmd != EVHTTP_REQ_GET) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
         evbuffer_add_printf(b, "405 Method Not Allowed: the admin endpoints only read\n");
         reply(req, 405, "Method Not Allowed", "text/plain; charset=utf-8", b);
     } else if (!strcmp(path, "/metrics")) {

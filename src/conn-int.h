@@ -33,7 +33,6 @@ enum conn_state {
 #define CF_RESP_HEAD 0x10   /* the response head went to the client */
 #define CF_LINGER 0x20      /* write side shut; reading and discarding until EOF */
 #define CF_HEAD_TIMER 0x40  /* the header timeout is armed for this request */
-#define CF_CONNECTED 0x80   /* the current request reached a target */
 
 /* Bytes above which one side stops reading until the other drains to half (le-proxy). */
 #define CONN_HIGH_WATER (256 * 1024)
@@ -64,7 +63,8 @@ struct sl_conn {
     enum sl_err err;                    /* why the last connect failed */
     struct timeval t0;                  /* request start */
     int status;
-    uint64_t req_bytes, resp_bytes;
+    uint64_t req_bytes, resp_bytes;     /* from and to the client, for the access log */
+    uint64_t up_bytes, down_bytes;      /* to and from the target, for its counters */
     char method[16];
     char path[200];                     /* for the access log, truncated */
 };

@@ -259,8 +259,18 @@ void sl_front_stop(struct sl_worker *w)
 
 void sl_front_close_all(struct sl_worker *w)
 {
-    while (w->conns)
-        front_close(w->conns);
+    while (w->conns) {
+        struct sl_conn *c = w->conns;
+
+        /* A request cut off here is counted (class "none") and logged like any other. */
+        if (c->state == CS_CONNECT || c->state == CS_FORWARD) {
+            c->err = SL_ERR_SHUTDOWN;
+            if (!(c->flags & CF_RESP_HEAD))
+                c->status = 0;
+            front_log_request(c, "FORWARD");
+        }
+        front_close(c);
+    }
 }
 
 /* ---- access log ---- */
@@ -314,9 +324,9 @@ void front_log_request(struct sl_conn *c, const char *action)
     /* Counted here because every request ends here, whatever answered it. */
     sl_rule_table_count(&c->gen->rules, (size_t)(c->ln->fr - c->cfg->frules), c->rule,
                         c->status);
-    if ((c->flags & CF_CONNECTED) && c->pick.state) {
-        atomic_fetch_add_explicit(&c->pick.state->bytes_out, c->req_bytes, memory_order_relaxed);
-        atomic_fetch_add_explicit(&c->pick.state->bytes_in, c->resp_bytes, memory_order_relaxed);
+    if (c->pick.state && (c->up_bytes | c->down_bytes)) {
+        atomic_fetch_add_explicit(&c->pick.state->bytes_out, c->up_bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->pick.state->bytes_in, c->down_bytes, memory_order_relaxed);
     }
     if (!b)
         return;
@@ -442,6 +452,7 @@ static int finish_request(struct sl_conn *c)
     c->err = SL_ERR_NONE;
     c->status = 0;
     c->req_bytes = c->resp_bytes = 0;
+    c->up_bytes = c->down_bytes = 0;
     memset(&c->tried, 0, sizeof(c->tried));
     memset(&c->pick, 0, sizeof(c->pick));
     bufferevent_enable(c->cb, EV_READ);
@@ -608,6 +619,7 @@ void front_pump_request_body(struct sl_conn *c)
     if (total) {
         evbuffer_remove_buffer(in, out, total);
         c->req_bytes += total;
+        c->up_bytes += total;
     }
     if (rc == SL_OK) {
         uint32_t ms = c->ln->fr->client_timeout_ms;

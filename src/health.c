@@ -223,7 +223,7 @@ static const char *state_now(const struct checker *c, char *buf, size_t len)
     if (!atomic_load(&c->st->down))
         return "UP";
     snprintf(buf, len, "DOWN (%s)",
-             sl_check_result_str((enum sl_check_result)r, atomic_load(&c->st->last_status), rb));
+             sl_check_result_str((enum sl_check_result)r, atomic_load(&c->st->down_status), rb));
     return buf;
 }
 
@@ -284,8 +284,10 @@ static void change(struct checker *c, bool down, enum sl_check_result r, bool pa
     char who[256], sb[64];
 
     /* down_result first: whoever sees down also sees why */
-    if (down)
+    if (down) {
+        atomic_store(&c->st->down_status, passive ? 0 : c->status);
         atomic_store(&c->st->down_result, (int)r);
+    }
     atomic_store(&c->st->down, down);
     atomic_fetch_add(&c->st->changes, 1);
 
@@ -443,14 +445,25 @@ static enum sl_check_result judge(struct checker *c, const char *body, size_t n)
     const struct sl_http_health_check *hc = c->group->http_check;
     bool match;
 
+    int rx;
+
     if (hc->match_type == SL_MATCH_STATUS_CODE) {
         char code[16];
 
         n = (size_t)snprintf(code, sizeof(code), "%03d", c->status);
-        match = hc->regex ? hc->re && sl_regex_search(hc->re, code, n, c->h->md) == 1
-                          : c->status == (int)strtol(hc->response, NULL, 10);
+        if (!hc->regex) {
+            match = c->status == (int)strtol(hc->response, NULL, 10);
+        } else {
+            rx = hc->re ? sl_regex_search(hc->re, code, n, c->h->md) : -1;
+            if (rx == -1)
+                return SL_CHECK_BAD_RESPONSE; /* no verdict: never a pass, even negated */
+            match = rx == 1;
+        }
     } else if (hc->regex) {
-        match = hc->re && sl_regex_search(hc->re, body, n, c->h->md) == 1;
+        rx = hc->re ? sl_regex_search(hc->re, body, n, c->h->md) : -1;
+        if (rx == -1)
+            return SL_CHECK_BAD_RESPONSE; /* a PCRE2 limit hit on this body */
+        match = rx == 1;
     } else {
         match = memmem(body, n, hc->response, strlen(hc->response)) != NULL;
     }
@@ -668,6 +681,7 @@ static void state_reset(struct sl_target_state *st)
     atomic_store(&st->last_status, 0);
     atomic_store(&st->last_check_ms, 0);
     atomic_store(&st->down_result, SL_CHECK_NONE);
+    atomic_store(&st->down_status, 0);
     atomic_store(&st->passive_pending, 0);
 }
 
@@ -838,6 +852,9 @@ static void take_passive(struct sl_health *h)
         why = atomic_load(&c->st->passive_result);
         if (why <= SL_CHECK_OK || why > SL_CHECK_BAD_RESPONSE)
             why = SL_CHECK_ERROR;
+        /* lastCheck tells of this failure, not of an older check's status or time */
+        atomic_store(&c->st->last_status, 0);
+        atomic_store(&c->st->last_check_ms, wall_ms());
         atomic_store(&c->st->last_result, why);
         atomic_fetch_add(&c->st->check_fails, n);
         account(c, (enum sl_check_result)why, n, true);

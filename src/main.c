@@ -1,5 +1,6 @@
 /* sluice: command-line entry; dispatches subcommands and does nothing else. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +285,7 @@ struct run {
     struct sl_health *health;
     uint32_t drain_ms;
     unsigned stops, ended;
+    atomic_bool close_on_down; /* sluice.closeOnTargetDown, for the checker's thread */
 };
 
 static uint64_t now_us(clockid_t clk)
@@ -306,7 +308,8 @@ static void on_target_health(struct sl_target_state *st, bool down, void *arg)
     struct run *r = arg;
 
     (void)st;
-    if (down)
+    /* Workers walk their tunnels only when there is something to close. */
+    if (down && atomic_load_explicit(&r->close_on_down, memory_order_relaxed))
         sl_workers_target_down(r->ws);
 }
 
@@ -391,6 +394,7 @@ static void reload(struct run *r)
     sl_config_unref(r->cfg);
     r->cfg = cfg;
     r->drain_ms = cfg->local.drain_timeout_ms;
+    atomic_store(&r->close_on_down, cfg->local.close_on_target_down);
     gen = sl_stat_get(&sl_config_info.generation) + 1;
     sl_config_info.load_duration_us = now_us(CLOCK_MONOTONIC) - t0;
     sl_config_info.load_time_ms = now_ms(CLOCK_REALTIME);
@@ -481,6 +485,7 @@ static int cmd_run(int argc, char **argv)
     }
     r.cli = &c;
     r.cfg = cfg;
+    atomic_store(&r.close_on_down, cfg->local.close_on_target_down);
     r.drain_ms = cfg->local.drain_timeout_ms;
     r.base = event_base_new();
     if (!r.base || start_admin(&r, c.admin, cfg->local.admin) == -1 ||

@@ -310,15 +310,17 @@ static void connected(struct sl_conn *c)
     struct evbuffer *out = bufferevent_get_output(c->ub);
 
     c->state = CS_FORWARD;
-    c->flags |= CF_CONNECTED;
     c->err = SL_ERR_NONE; /* an earlier target's failure is history (counted in "tries") */
     /* clientTimeout also bounds the target (IONOS documents no other timeout): while the
      * request goes out, a target that stops reading it; once it is out, the wait for the
      * answer (armed in front_pump_request_body). */
     bufferevent_set_timeouts(c->ub, NULL, &tv);
+    size_t before = evbuffer_get_length(out);
+
     if (c->pick.target->proxy_protocol != SL_PROXY_NONE)
         proxy_header(c, out);
     evbuffer_add_buffer(out, c->fwd);
+    c->up_bytes += evbuffer_get_length(out) - before;
     bufferevent_enable(c->ub, EV_READ);
     /* For an upgrade, frames the client sends before the 101 wait in its input for the
      * tunnel: the pump stops at the end of the request. */
@@ -348,7 +350,9 @@ struct tunnel_ctx {
  * live bytes while the splice path stays free of shared writes. */
 static void tunnel_flush(struct tunnel_ctx *x, const struct sl_tunnel_info *info)
 {
-    uint64_t up = info->bytes_up - x->flushed_up, down = info->bytes_down - x->flushed_down;
+    /* Only forward: the handed-over part may not be delivered yet (or ever). */
+    uint64_t up = info->bytes_up > x->flushed_up ? info->bytes_up - x->flushed_up : 0;
+    uint64_t down = info->bytes_down > x->flushed_down ? info->bytes_down - x->flushed_down : 0;
 
     if (up) {
         sl_stat_add(&x->w->stats->tunnel_bytes_up, up);
@@ -358,8 +362,8 @@ static void tunnel_flush(struct tunnel_ctx *x, const struct sl_tunnel_info *info
         sl_stat_add(&x->w->stats->tunnel_bytes_down, down);
         atomic_fetch_add_explicit(&x->state->bytes_in, down, memory_order_relaxed);
     }
-    x->flushed_up = info->bytes_up;
-    x->flushed_down = info->bytes_down;
+    x->flushed_up += up;
+    x->flushed_down += down;
 }
 
 static void visit_flush(struct sl_tunnel *t, const struct sl_tunnel_info *info, void *arg,
@@ -393,9 +397,12 @@ void upstream_tunnels_close_down(struct sl_worker *w)
 
 /* The target said 101 to a WebSocket upgrade: relay it and join the sockets. Everything
  * either side sent past the heads (already read into our buffers) goes first. */
-static void to_tunnel(struct sl_conn *c)
+static void to_tunnel(struct sl_conn *c, size_t head_len)
 {
     struct evbuffer *cout = bufferevent_get_output(c->cb), *uout = bufferevent_get_output(c->ub);
+    /* What the tunnel delivers first but HTTP has counted: output still queued for the
+     * client (an earlier answer, a 1xx) and the 101 head. */
+    size_t http_part = evbuffer_get_length(cout) + head_len;
     struct sl_worker *w = c->w;
     struct tunnel_ctx *x = malloc(sizeof(*x));
     uint32_t idle = c->cfg->local.tunnel_timeout_ms ? c->cfg->local.tunnel_timeout_ms
@@ -404,6 +411,14 @@ static void to_tunnel(struct sl_conn *c)
     int cfd = c->cfd, ufd = c->ufd;
     struct sl_tunnel *t;
 
+    /* Marked down while this upgrade was under way: with closeOnTargetDown the sweep of open
+     * tunnels has passed already, so the tunnel is refused here. */
+    if (c->cfg->local.close_on_target_down &&
+        atomic_load_explicit(&c->pick.state->down, memory_order_relaxed)) {
+        free(x);
+        front_reply_error(c, 503, SL_ERR_TARGET_DOWN);
+        return;
+    }
     if (!x) {
         front_reply_error(c, 502, SL_ERR_RESOURCES);
         return;
@@ -413,14 +428,14 @@ static void to_tunnel(struct sl_conn *c)
     to_client = evbuffer_get_length(cout);
     to_target = evbuffer_get_length(uout);
     c->status = 101;
-    c->resp_bytes += to_client;
+    c->resp_bytes += head_len;
+    c->down_bytes += head_len;
     front_log_request(c, "FORWARD");
 
     *x = (struct tunnel_ctx){.w = w, .gen = sl_gen_ref(c->gen), .state = c->pick.state,
                              .ln = c->ln, .target = c->pick.target, .rule = c->rule,
                              .id = c->id, .peer = c->peer, .peer_port = c->peer_port,
-                             /* counted with the response already (resp_bytes) */
-                             .flushed_down = to_client};
+                             .flushed_down = http_part};
     /* The tunnel owns the fds and the target's active count from here on. */
     bufferevent_setfd(c->cb, -1);
     bufferevent_setfd(c->ub, -1);
@@ -528,7 +543,7 @@ static int response_head(struct sl_conn *c)
         }
         if (r.status == 101) {
             if ((c->flags & CF_WEBSOCKET) && r.upgrade_websocket) {
-                to_tunnel(c);
+                to_tunnel(c, r.head_len);
                 return -1;
             }
             front_reply_error(c, 502, SL_ERR_BAD_RESPONSE);
@@ -538,12 +553,14 @@ static int response_head(struct sl_conn *c)
             /* 100 Continue, 103 Early Hints: passed on as they are; the final one follows. */
             evbuffer_remove_buffer(in, bufferevent_get_output(c->cb), r.head_len);
             c->resp_bytes += r.head_len;
+            c->down_bytes += r.head_len;
             continue;
         }
         c->status = r.status;
         if (r.body == SL_BODY_CLOSE || (c->flags & CF_WEBSOCKET))
             c->flags |= CF_CLOSE_AFTER; /* a refused upgrade may have frames behind it */
         relay_head(c, data, &r);
+        c->down_bytes += r.head_len;
         evbuffer_drain(in, r.head_len);
         c->flags |= CF_RESP_HEAD;
         sl_http_body_init(&c->respb, r.body, r.content_length);
@@ -577,6 +594,7 @@ static void response_body(struct sl_conn *c)
     if (total) {
         evbuffer_remove_buffer(in, out, total);
         c->resp_bytes += total;
+        c->down_bytes += total;
     }
     if (rc == SL_OK) {
         /* A response that ends before its request did leaves the client mid-body. */
@@ -643,6 +661,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
                 struct evbuffer *in = bufferevent_get_input(bev);
 
                 c->resp_bytes += evbuffer_get_length(in);
+                c->down_bytes += evbuffer_get_length(in);
                 evbuffer_add_buffer(bufferevent_get_output(c->cb), in);
                 front_request_done(c);
                 return;

@@ -31,7 +31,8 @@ struct sl_target_state {
     /* Counted by the workers. */
     atomic_uint_fast64_t picks; /* connections sent to it since start */
     atomic_uint_fast64_t fails; /* connects that failed while proxying */
-    atomic_uint_fast64_t bytes_out; /* bytes sent to the target (requests and tunnels) */
+    /* The rest on their own cache line: the line above is read by every pick. */
+    _Alignas(64) atomic_uint_fast64_t bytes_out; /* bytes sent to the target (requests, tunnels) */
     atomic_uint_fast64_t bytes_in;  /* bytes received from it */
     /* Written by the health checker (health.h), read by the admin endpoints. */
     atomic_int last_result;         /* enum sl_check_result of the last check; 0 = none yet */
@@ -41,6 +42,7 @@ struct sl_target_state {
     atomic_uint_fast64_t check_fails; /* checks failed (passive failures included) */
     atomic_uint_fast64_t changes;   /* UP/DOWN changes */
     atomic_int down_result;         /* enum sl_check_result that made it DOWN */
+    atomic_int down_status;         /* and the HTTP status then, if any */
     /* Passive signal: workers add failed connects here; the health checker takes them. */
     atomic_uint passive_pending;
     atomic_int passive_result;

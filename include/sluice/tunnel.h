@@ -82,7 +82,8 @@ void sl_tunnel_close(struct sl_tunnel *t, enum sl_err why);
  * over, only a peer's FIN is missing), and later half-closes wait at most
  * SL_TUNNEL_DRAIN_FIN_MS instead of SL_TUNNEL_FIN_TIMEOUT_MS. */
 void sl_tunnel_list_drain(struct sl_tunnel_list *list);
-/* Calls <fn> for every live tunnel of <list> with its counters so far and the <arg> it was
+/* Calls <fn> for every live tunnel of <list> with its byte counters so far (the other fields
+ * of <info> are zero: cheap enough to run over every tunnel each second) and the <arg> it was
  * made with (the done callback's). <fn> may close the tunnel it is given, and no other. */
 typedef void (*sl_tunnel_visit_cb)(struct sl_tunnel *t, const struct sl_tunnel_info *info,
                                    void *arg, void *ud);

@@ -275,8 +275,16 @@ class ActiveChecks(HealthTest):
         for gid, _, health, reason in cases:
             with self.subTest(group=gid):
                 took, st = self.wait_health(s, gid, py.port, health, 0.2 * 3 + SLACK)
-                self.assertEqual(st["downReason"], reason, st)
+                # enough checks that one failure would show (retries 2 keeps it UP once)
+                wskit.wait_until(lambda: self.tstat(s, gid, py.port)["checks"] >= 3, PROMPT)
+                st = self.tstat(s, gid, py.port)
+                self.assertEqual((st["health"], st["downReason"]), (health, reason), st)
                 self.assertEqual(st["lastCheck"]["httpStatus"], 200, st)
+                if health == "UP":
+                    self.assertEqual((st["lastCheck"]["result"], st["checkFailures"]),
+                                     ("ok", 0), st)
+                else:
+                    self.assertEqual(st["checkFailures"], st["checks"], st)
         probes = [r for r in py.requests() if r.path == "/probe"]
         self.assertTrue(probes)
         self.assertEqual({r.method for r in probes}, {"GET"})
@@ -521,6 +529,68 @@ class Admin(HealthTest):
         self.assertEqual(m["sluice_connections_active"].get(), 0)
         self.assertEqual(m["sluice_target_active_connections"].get(**tgt), 0)
 
+    def test_tunnel_bytes_exact_with_early_frames_and_early_reset(self):
+        """A target that answers the upgrade late, with a frame in the same packet as its 101:
+        the frame counts as tunnel bytes, the 101 head as the response's; a client that
+        resets before the 101 leaves every counter sane."""
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(16)
+        self.addCleanup(ls.close)
+        head = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n")
+        early = encode_frame(OP_BINARY, b"early", mask=False)
+        received = []
+
+        def serve():
+            while True:
+                try:
+                    c, _ = ls.accept()
+                except OSError:
+                    return
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                key = re.search(rb"Sec-WebSocket-Key: *(\S+)", data, re.I)
+                time.sleep(0.3)
+                try:
+                    c.sendall(head % wskit.ws_accept(key.group(1).decode()).encode() + early)
+                    rest = c.recv(65536)  # one frame from the client, then close
+                    received.append(len(rest))
+                except OSError:
+                    pass
+                c.close()
+        threading.Thread(target=serve, daemon=True).start()
+        cfg = config(wskit.free_port(), [forward("tg")],
+                     [group("tg", [wskit.target(ls.getsockname()[1])])])
+        s = self.start(cfg)
+        # a client that resets while the target is still thinking
+        c = Conn.connect(s.port)
+        c.send(wskit.handshake_bytes(wskit.ws_key(), "/"))
+        time.sleep(0.1)
+        c.reset()
+        time.sleep(0.5)
+        # a client that stays: the early frame, then one frame of its own
+        ws = WSClient.open(s.port, "/")
+        self.addCleanup(ws.close)
+        self.assertEqual(ws.recv_message(), (OP_BINARY, b"early"))
+        mine = encode_frame(OP_BINARY, b"x" * 100)
+        ws.send_raw(mine)
+        wskit.wait_until(lambda: len(received) == 2, PROMPT)
+        ws.close()
+        wskit.wait_until(lambda: self.metrics(s)["sluice_tunnels_active"].get() == 0, PROMPT)
+        m = self.metrics(s)
+        tb = m["sluice_tunnel_bytes_total"]
+        self.assertEqual(tb.get(direction="target_to_client"), len(early), "early frame")
+        self.assertEqual(tb.get(direction="client_to_target"), len(mine))
+        st = self.tstat(s, "tg", ls.getsockname()[1])
+        for k in ("bytesIn", "bytesOut"):
+            self.assertTrue(0 < st[k] < 10000, st)
+        self.assertGreaterEqual(st["bytesIn"], len(early) + len(head))
+
     def test_status_and_healthz(self):
         b = self.bench("b1")
         cfg = config(wskit.free_port(), [forward("tg", name="ws")],
@@ -545,8 +615,10 @@ class Admin(HealthTest):
         r = self.get(s, "/healthz")
         self.assertEqual((r.status, r.body), (200, b"ok\n"))
         self.assertEqual(self.get(s, "/nope").status, 404)
-        r = http(s.admin, method="POST", path="/metrics", body=b"")
-        self.assertEqual(r.status, 405, r)
+        for method in ("POST", "HEAD"):
+            r = http(s.admin, method=method, path="/metrics",
+                     body=b"" if method == "POST" else None)
+            self.assertEqual(r.status, 405, r)
         c = WSClient.open(s.port, "/")
         self.addCleanup(c.close)
         s.signal(signal.SIGTERM)  # draining: the tunnel holds the process

@@ -50,8 +50,9 @@ sluice is listening on 127.0.0.1:8080 in front of echo targets 127.0.0.1:9001 an
   $BUILD/bench/sluice-bench bulk --url ws://127.0.0.1:8080/ --seconds 3    # throughput
   curl http://127.0.0.1:9900/status              # targets, health checks, counters (JSON)
   curl http://127.0.0.1:9900/metrics             # the same for Prometheus
-  kill $echo1_pid                                  # target 9001 dies: DOWN within 6 s and the
-                                                 # traffic goes to 9002 (see the log, /status)
+
+To watch a health check: \`kill $echo1_pid\` stops target 9001. Within 6 s it is DOWN (the
+log says so once, /status says why) and every new connection goes to 9002.
 
 Ctrl-C stops sluice and the targets.
 

@@ -20,12 +20,14 @@
 #include "sluice/health.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
+#include "sluice/sync.h"
 #include "sluice/worker.h"
 
 struct sl_admin {
     struct evhttp *http;
     struct sl_config *cfg;
     struct sl_workers *ws;
+    const struct sl_sync *sync;
     bool draining;
 };
 
@@ -266,6 +268,24 @@ static void render_metrics(struct sl_admin *a, struct evbuffer *b)
         "Requests answered 503 because no target of the group was available.", t.no_target);
     one(b, "sluice_log_dropped_total", "counter", "Log lines dropped: the log queue was full.",
         sl_log_dropped());
+    if (a->sync) {
+        const struct sl_sync_status *ss = sl_sync_status(a->sync);
+
+        one(b, "sluice_sync_up", "gauge", "1 while the last poll of the IONOS API succeeded.",
+            ss->ok);
+        one(b, "sluice_sync_from_cache", "gauge",
+            "1 while the running config came from the sync cache (the API has not answered).",
+            ss->from_cache);
+        one(b, "sluice_sync_last_success_timestamp_seconds", "gauge",
+            "When a poll of the API last succeeded (Unix time; 0 = never).",
+            ss->last_success_ms / 1000);
+        one(b, "sluice_sync_polls_total", "counter", "Polls of the API.", ss->polls);
+        one(b, "sluice_sync_failures_total", "counter",
+            "Polls that failed (API unreachable or erring, or its config invalid).",
+            ss->failures);
+        one(b, "sluice_sync_updates_total", "counter",
+            "Configs from the API that became the running config.", ss->updates);
+    }
     for (int m = 0; m < TM_COUNT; m++) {
         family(b, tmetrics[m].name, tmetrics[m].type, tmetrics[m].help);
         for (size_t gi = 0; cfg && gi < cfg->n_tgroups; gi++) {
@@ -462,6 +482,23 @@ static json_t *render_status(struct sl_admin *a)
                         json_pack("{s:I, s:I, s:I, s:I}", "active", (json_int_t)t.tunnels_active,
                                   "total", (json_int_t)t.tunnels_total, "bytesUp",
                                   (json_int_t)t.up, "bytesDown", (json_int_t)t.down));
+    if (a->sync) {
+        const struct sl_sync_status *ss = sl_sync_status(a->sync);
+
+        json_object_set_new(o, "sync", json_pack("{s:s, s:b, s:b, s:o, s:o, s:o, s:i, s:I, s:I, "
+                                                 "s:I}",
+                                                 "url", ss->url, "ok", ss->ok, "fromCache",
+                                                 ss->from_cache, "lastSuccess",
+                                                 iso_time(ss->last_success_ms), "lastAttempt",
+                                                 iso_time(ss->last_attempt_ms), "lastError",
+                                                 ss->last_error[0] ? json_string(ss->last_error)
+                                                                   : json_null(),
+                                                 "consecutiveFailures",
+                                                 (int)ss->consecutive_failures, "polls",
+                                                 (json_int_t)ss->polls, "failures",
+                                                 (json_int_t)ss->failures, "updates",
+                                                 (json_int_t)ss->updates));
+    }
     if (a->cfg) {
         json_object_set_new(o, "listeners", status_listeners(a->cfg));
         json_object_set_new(o, "targetGroups", status_groups(a->cfg));
@@ -567,6 +604,11 @@ void sl_admin_set(struct sl_admin *a, struct sl_config *cfg, struct sl_workers *
     a->ws = ws;
     if (old)
         sl_config_unref(old);
+}
+
+void sl_admin_set_sync(struct sl_admin *a, const struct sl_sync *s)
+{
+    a->sync = s;
 }
 
 void sl_admin_set_draining(struct sl_admin *a)

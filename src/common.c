@@ -36,6 +36,8 @@ const char *sl_err_str(enum sl_err e)
         return "out of resources";
     case SL_ERR_TARGET_DOWN:
         return "target marked down by its health check";
+    case SL_ERR_TARGET_REMOVED:
+        return "target removed from the config (drainTimeout passed)";
     case SL_ERR_COUNT:
         break;
     }

@@ -144,14 +144,21 @@ static void load_local(struct ld *ld, const json_t *root)
                     &l->sync_alb_id);
             if (cfg_get_int(ld, sync, "intervalSeconds", false, 1, 86400, "seconds", &v) == 1)
                 l->sync_interval_s = (unsigned)v;
+            cfg_get_str(ld, sync, "apiUrl", false, "the API's base URL", &l->sync_api_url);
+            cfg_get_str(ld, sync, "caFile", false, "a PEM file of CA certificates",
+                        &l->sync_ca_file);
+            cfg_get_str(ld, sync, "cacheFile", false, "a file for the last good config",
+                        &l->sync_cache_file);
             cfg_pop(ld);
         }
         if (cfg_get_int(ld, s, "tunnelTimeout", false, 0, INT32_MAXV, "ms (0 = clientTimeout)",
                     &v) == 1)
             l->tunnel_timeout_ms = (uint32_t)v;
         if (cfg_get_int(ld, s, "drainTimeout", false, 0, INT32_MAXV,
-                        "ms (0 = close everything at once on SIGTERM)", &v) == 1)
+                        "ms (0 = close everything at once on SIGTERM)", &v) == 1) {
             l->drain_timeout_ms = (uint32_t)v;
+            l->drain_timeout_set = true;
+        }
         if (cfg_get_int(ld, s, "headerTimeout", false, 1, INT32_MAXV, "ms", &v) == 1)
             l->header_timeout_ms = (uint32_t)v;
         cfg_get_bool(ld, s, "closeOnTargetDown", &l->close_on_target_down);

@@ -16,11 +16,13 @@
 #include "sluice/admin.h"
 #include "sluice/balancer.h"
 #include "sluice/config.h"
+#include "sluice/emu.h"
 #include "sluice/explain.h"
 #include "sluice/health.h"
 #include "sluice/http.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
+#include "sluice/sync.h"
 #include "sluice/worker.h"
 
 #ifndef SL_VERSION
@@ -32,13 +34,20 @@
 static const char usage_text[] =
     "usage:\n"
     "  sluice run [--map FROM=TO]... [--threads N] [--admin ADDR] CONFIG\n"
-    "      run the balancer on CONFIG; SIGTERM/SIGINT stop accepting and drain (a second one\n"
-    "      closes everything at once)\n"
+    "      run the balancer on CONFIG; SIGHUP reloads it; SIGTERM/SIGINT stop accepting and\n"
+    "      drain (a second one closes everything at once)\n"
+    "  sluice run --sync DATACENTER_ID/ALB_ID [--insecure] [--ca-file FILE] [...] [CONFIG]\n"
+    "      run the ALB as the IONOS Cloud API has it (IONOS_TOKEN or IONOS_USERNAME and\n"
+    "      IONOS_PASSWORD, IONOS_API_URL), polled every sluice.sync.intervalSeconds; CONFIG\n"
+    "      gives only its sluice block. SIGHUP polls at once\n"
     "  sluice check [--strict] [--map FROM=TO]... CONFIG\n"
     "      validate and lint CONFIG; exit 0 when valid, 1 on errors (--strict: or warnings)\n"
     "  sluice explain [--listener IP:PORT] [--source IP] [--map FROM=TO]... CONFIG "
     "[REQUEST_FILE|-]\n"
     "      show which rule a raw HTTP request (default: stdin) matches, and why\n"
+    "  sluice emu --listen IP:PORT --state FILE [--token TOKEN]\n"
+    "      an IONOS CloudAPI v6 emulator (ALBs, forwarding rules, target groups) on\n"
+    "      http://IP:PORT/cloudapi/v6, its state kept in FILE\n"
     "  sluice --version\n"
     "\n"
     "  --map FROM=TO   use local address TO for IONOS address FROM (IP or IP:PORT each side);\n"
@@ -61,6 +70,10 @@ struct cli {
     struct sl_explain_opts ex;
     unsigned threads;
     const char *admin;
+    char *sync_dc;      /* --sync DATACENTER_ID/ALB_ID, split */
+    const char *sync_alb;
+    bool insecure;
+    const char *ca_file;
 };
 
 /* Common option parsing; <allow> lists the options the subcommand takes. Returns 0 to go on,
@@ -112,6 +125,35 @@ static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
             fputs(usage_text, stdout);
             return -1; /* done: exit 0 */
         }
+        if (!strcmp(a, "--insecure") && strstr(allow, "sync")) {
+            c->insecure = true;
+            continue;
+        }
+        if ((!strcmp(a, "--sync") || !strcmp(a, "--ca-file")) && strstr(allow, "sync")) {
+            char *slash;
+
+            if (!val) {
+                snprintf(msg, sizeof(msg), "%s needs a value", a);
+                return usage(msg);
+            }
+            i++;
+            if (!strcmp(a, "--ca-file")) {
+                c->ca_file = val;
+                continue;
+            }
+            free(c->sync_dc);
+            c->sync_dc = strdup(val);
+            slash = c->sync_dc ? strchr(c->sync_dc, '/') : NULL;
+            if (!slash || slash == c->sync_dc || !slash[1] || strchr(slash + 1, '/')) {
+                snprintf(msg, sizeof(msg), "--sync %s: expected DATACENTER_ID/ALB_ID", val);
+                free(c->sync_dc);
+                c->sync_dc = NULL;
+                return usage(msg);
+            }
+            *slash = '\0';
+            c->sync_alb = slash + 1;
+            continue;
+        }
         if ((!strcmp(a, "--map") && strstr(allow, "map")) ||
             (!strcmp(a, "--listener") && strstr(allow, "listener")) ||
             (!strcmp(a, "--source") && strstr(allow, "source"))) {
@@ -153,7 +195,7 @@ static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
             return usage("too many arguments");
         pos[n_pos++] = a;
     }
-    if (!pos[0])
+    if (!pos[0] && !c->sync_dc)
         return usage("missing CONFIG");
     c->config = pos[0];
     c->request = pos[1];
@@ -283,6 +325,7 @@ struct run {
     struct sl_config *cfg;      /* the running config (one ref) */
     struct sl_admin *admin;
     struct sl_health *health;
+    struct sl_sync *sync;       /* NULL unless the config comes from the API */
     uint32_t drain_ms;
     unsigned stops, ended;
     atomic_bool close_on_down; /* sluice.closeOnTargetDown, for the checker's thread */
@@ -348,43 +391,15 @@ static void restart_only(const struct sl_local *a, const struct sl_local *b)
                what[i]);
 }
 
-/* SIGHUP: the file again, checked as `sluice check` would. A file with errors, or a new
- * listener that cannot be bound, is refused and the running config stays. */
-static void reload(struct run *r)
+/* Makes <cfg> (one ref, taken) the running config: workers, health checks, admin. -1 when
+ * a new listener cannot be bound (logged; nothing changed). */
+static int apply(struct run *r, struct sl_config *cfg, const char *origin, uint64_t t0)
 {
-    struct sl_diags d;
-    struct sl_config *cfg;
-    char *text = NULL, *line, *save = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    uint64_t t0 = now_us(CLOCK_MONOTONIC), gen;
+    uint64_t gen;
 
-    if (r->stops) {
-        sl_log(SL_LOG_WARN, "SIGHUP while stopping: not reloading");
-        if (m)
-            fclose(m);
-        free(text);
-        return;
-    }
-    cfg = load_checked(r->cli, &d, m ? m : stderr);
-    if (m)
-        fclose(m);
-    for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
-         line = strtok_r(NULL, "\n", &save))
-        sl_log(cfg ? SL_LOG_WARN : SL_LOG_ERR, "reload: %s", line);
-    free(text);
-    if (!cfg) {
-        sl_log(SL_LOG_ERR, "reload: %s has %zu error%s: refused; the running config stays "
-               "(generation %llu)", r->cli->config, d.n_errors, d.n_errors == 1 ? "" : "s",
-               (unsigned long long)sl_stat_get(&sl_config_info.generation));
-        sl_diags_deinit(&d);
-        return;
-    }
-    sl_diags_deinit(&d);
     if (sl_workers_reload(r->ws, cfg) == -1) {
-        sl_log(SL_LOG_ERR, "reload: refused; the running config stays");
         sl_config_unref(cfg);
-        return;
+        return -1;
     }
     restart_only(&r->cfg->local, &cfg->local);
     if (r->health)
@@ -401,8 +416,100 @@ static void reload(struct run *r)
     sl_config_info.generation = gen;
     sl_log(SL_LOG_INFO, "reload: generation %llu from %s: %zu forwarding rule%s, %zu target "
            "group%s; open connections and tunnels keep the config they started with",
-           (unsigned long long)gen, r->cli->config, cfg->n_frules, cfg->n_frules == 1 ? "" : "s",
+           (unsigned long long)gen, origin, cfg->n_frules, cfg->n_frules == 1 ? "" : "s",
            cfg->n_tgroups, cfg->n_tgroups == 1 ? "" : "s");
+    return 0;
+}
+
+/* Logs every diagnostic of <d> as "<prefix>: file:line:col: path: message". */
+static void log_diags(struct sl_diags *d, enum sl_log_level level, const char *prefix)
+{
+    char line[600];
+
+    sl_diags_sort(d);
+    for (size_t i = 0; i < d->n; i++) {
+        sl_diag_format(d, &d->v[i], line, sizeof(line));
+        sl_log(d->v[i].level == SL_DIAG_ERROR ? SL_LOG_ERR : level, "%s: %s", prefix, line);
+    }
+}
+
+/* SIGHUP: the file again, checked as `sluice check` would. A file with errors, or a new
+ * listener that cannot be bound, is refused and the running config stays. */
+static void reload(struct run *r)
+{
+    struct sl_diags d;
+    struct sl_config *cfg;
+    uint64_t t0 = now_us(CLOCK_MONOTONIC);
+
+    if (r->stops) {
+        sl_log(SL_LOG_WARN, "SIGHUP while stopping: not reloading");
+        return;
+    }
+    if (r->sync) {
+        sl_log(SL_LOG_INFO, "SIGHUP: polling the API now");
+        sl_sync_poll_now(r->sync);
+        return;
+    }
+    sl_diags_init(&d, r->cli->config);
+    cfg = load(r->cli, &d);
+    if (cfg)
+        sl_config_lint(cfg, &d);
+    log_diags(&d, SL_LOG_WARN, "reload");
+    if (!cfg) {
+        sl_log(SL_LOG_ERR, "reload: %s has %zu error%s: refused; the running config stays "
+               "(generation %llu)", r->cli->config, d.n_errors, d.n_errors == 1 ? "" : "s",
+               (unsigned long long)sl_stat_get(&sl_config_info.generation));
+        sl_diags_deinit(&d);
+        return;
+    }
+    sl_diags_deinit(&d);
+    if (apply(r, cfg, r->cli->config, t0) == -1)
+        sl_log(SL_LOG_ERR, "reload: refused; the running config stays");
+}
+
+/* A document from the API (or the sync cache): checked as `sluice check` would, then run.
+ * Before the workers start it only becomes the config they start with. */
+static int on_sync_doc(json_t *doc, const char *origin, char *why, size_t why_len, void *arg)
+{
+    struct run *r = arg;
+    struct sl_load_opts o = { .map = r->cli->maps, .n_map = r->cli->n_maps };
+    struct sl_diags d;
+    struct sl_config *cfg;
+    uint64_t t0 = now_us(CLOCK_MONOTONIC);
+
+    sl_diags_init(&d, origin);
+    cfg = sl_config_load_json(origin, doc, NULL, &o, &d);
+    if (cfg)
+        sl_config_lint(cfg, &d);
+    log_diags(&d, SL_LOG_WARN, "sync");
+    if (!cfg) {
+        char first[300] = "";
+
+        if (d.n)
+            sl_diag_format(&d, &d.v[0], first, sizeof(first));
+        snprintf(why, why_len, "%zu error%s, the first: %s", d.n_errors,
+                 d.n_errors == 1 ? "" : "s", first);
+        sl_diags_deinit(&d);
+        return -1;
+    }
+    sl_diags_deinit(&d);
+    if (!r->ws) {
+        if (r->cfg)
+            sl_config_unref(r->cfg);
+        r->cfg = cfg;
+        sl_config_info.load_duration_us = now_us(CLOCK_MONOTONIC) - t0;
+        return 0;
+    }
+    if (r->stops) {
+        sl_config_unref(cfg);
+        snprintf(why, why_len, "stopping");
+        return -1;
+    }
+    if (apply(r, cfg, origin, t0) == -1) {
+        snprintf(why, why_len, "a listener it names cannot be bound");
+        return -1;
+    }
+    return 0;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -416,6 +523,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
     if (r->admin)
         sl_admin_set_draining(r->admin);
+    if (r->sync)
+        sl_sync_stop(r->sync);
     if (r->stops++ == 0) {
         sl_log(SL_LOG_INFO, "%s: stopping: no new connections; open ones get up to %u ms",
                sig == SIGTERM ? "SIGTERM" : "SIGINT", r->drain_ms);
@@ -451,54 +560,113 @@ static void raise_nofile(void)
     }
 }
 
+/* The `sluice` block of CONFIG as written, for the documents sync builds. NULL when absent. */
+static json_t *local_block(const char *path)
+{
+    json_t *root = json_load_file(path, 0, NULL);
+    json_t *l = json_incref(json_object_get(root, "sluice"));
+
+    json_decref(root);
+    return l;
+}
+
+/* Sync mode: the first config from the API (or its cache), then polling on <r->base>. */
+static int start_sync(struct run *r, struct sl_config *file_cfg)
+{
+    const struct cli *c = r->cli;
+    const struct sl_local *l = file_cfg ? &file_cfg->local : NULL;
+    json_t *local = c->config ? local_block(c->config) : NULL;
+    struct sl_sync_opts o = {
+        .datacenter_id = c->sync_dc ? c->sync_dc : l ? l->sync_datacenter_id : NULL,
+        .alb_id = c->sync_alb ? c->sync_alb : l ? l->sync_alb_id : NULL,
+        .interval_s = l ? l->sync_interval_s : 10,
+        .api_url = l ? l->sync_api_url : NULL,
+        .ca_file = c->ca_file ? c->ca_file : l ? l->sync_ca_file : NULL,
+        .insecure = c->insecure,
+        .cache_file = l ? l->sync_cache_file : NULL,
+        .local = local,
+    };
+    int rc = -1;
+
+    if (file_cfg && (file_cfg->n_frules || file_cfg->n_tgroups || file_cfg->alb.present))
+        sl_log(SL_LOG_WARN, "sync: %s also holds IONOS resources; the API's are used, the "
+               "file gives only its sluice block", c->config);
+    r->sync = sl_sync_new(r->base, &o, on_sync_doc, r);
+    if (r->sync)
+        rc = sl_sync_first(r->sync, 15);
+    json_decref(local);
+    return rc < 0 ? -1 : 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct cli c = { 0 };
     struct run r = { 0 };
     struct sl_diags d;
-    struct sl_config *cfg;
+    struct sl_config *cfg = NULL;
     struct event *sig[3] = { NULL, NULL, NULL }, *end = NULL;
     static const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
     int rc;
     uint64_t t0;
 
-    if ((rc = parse_args(argc, argv, "map threads", &c)))
+    if ((rc = parse_args(argc, argv, "map threads sync", &c)))
         return rc < 0 ? 0 : rc;
+    r.cli = &c;
     sl_config_info.start_time_ms = now_ms(CLOCK_REALTIME);
     t0 = now_us(CLOCK_MONOTONIC);
-    cfg = load_checked(&c, &d, stderr);
-    sl_diags_deinit(&d);
-    sl_config_info.load_duration_us = now_us(CLOCK_MONOTONIC) - t0;
-    sl_config_info.load_time_ms = now_ms(CLOCK_REALTIME);
-    sl_config_info.generation = 1;
-    if (!cfg) {
-        fprintf(stderr, "sluice: %s is invalid; nothing started (see `sluice check %s`)\n",
-                c.config, c.config);
-        return 1;
+    if (c.config) {
+        cfg = load_checked(&c, &d, stderr);
+        sl_diags_deinit(&d);
+        if (!cfg) {
+            fprintf(stderr, "sluice: %s is invalid; nothing started (see `sluice check %s`)\n",
+                    c.config, c.config);
+            return 1;
+        }
     }
+    sl_config_info.load_duration_us = now_us(CLOCK_MONOTONIC) - t0;
     signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an EPIPE, not a death */
     raise_nofile();
-    if (sl_log_start(cfg->local.access_log, SL_LOG_INFO) == -1) {
-        fprintf(stderr, "sluice: access log %s: %s\n", cfg->local.access_log, strerror(errno));
+    r.base = event_base_new();
+    if (!r.base) {
         sl_config_unref(cfg);
         return 1;
     }
-    r.cli = &c;
-    r.cfg = cfg;
-    atomic_store(&r.close_on_down, cfg->local.close_on_target_down);
-    r.drain_ms = cfg->local.drain_timeout_ms;
-    r.base = event_base_new();
-    if (!r.base || start_admin(&r, c.admin, cfg->local.admin) == -1 ||
-        !(r.ws = sl_workers_start(cfg, c.threads))) {
+    if (c.sync_dc || (cfg && cfg->local.sync_datacenter_id)) {
+        if (start_sync(&r, cfg) == -1) {
+            fprintf(stderr, "sluice: no config from the API nor from its cache; nothing "
+                    "started\n");
+            sl_config_unref(cfg);
+            rc = 1;
+            goto out;
+        }
+        sl_config_unref(cfg); /* its sluice block is in the API's documents */
+    } else {
+        r.cfg = cfg;
+    }
+    cfg = NULL;
+    sl_config_info.load_time_ms = now_ms(CLOCK_REALTIME);
+    sl_config_info.generation = 1;
+    if (sl_log_start(r.cfg->local.access_log, SL_LOG_INFO) == -1) {
+        fprintf(stderr, "sluice: access log %s: %s\n", r.cfg->local.access_log,
+                strerror(errno));
         rc = 1;
         goto out;
     }
-    if (r.admin)
-        sl_admin_set(r.admin, cfg, r.ws);
+    atomic_store(&r.close_on_down, r.cfg->local.close_on_target_down);
+    r.drain_ms = r.cfg->local.drain_timeout_ms;
+    if (start_admin(&r, c.admin, r.cfg->local.admin) == -1 ||
+        !(r.ws = sl_workers_start(r.cfg, c.threads))) {
+        rc = 1;
+        goto out;
+    }
+    if (r.admin) {
+        sl_admin_set(r.admin, r.cfg, r.ws);
+        sl_admin_set_sync(r.admin, r.sync);
+    }
     /* Checks start once the workers run: a target's first verdict may close tunnels. */
     r.health = sl_health_start(on_target_health, &r);
     if (r.health)
-        sl_health_apply(r.health, cfg);
+        sl_health_apply(r.health, r.cfg);
     else
         sl_log(SL_LOG_WARN, "health checks are not running: every target counts as up");
     for (int i = 0; i < 3; i++) {
@@ -510,10 +678,12 @@ static int cmd_run(int argc, char **argv)
     if (end)
         event_add(end, NULL);
     event_base_dispatch(r.base);
-    /* The checker and the admin endpoint refer to the workers: they go first. */
+    /* The checker, the admin endpoint and sync refer to the workers: they go first. */
     sl_health_stop(r.health);
     sl_admin_free(r.admin);
     r.admin = NULL;
+    sl_sync_free(r.sync);
+    r.sync = NULL;
     sl_workers_join(r.ws);
     sl_log(SL_LOG_INFO, "stopped");
     rc = 0;
@@ -524,13 +694,52 @@ out:
     if (end)
         event_free(end);
     sl_admin_free(r.admin);
+    sl_sync_free(r.sync);
     if (r.base)
         event_base_free(r.base);
     sl_log_stop();
     sl_target_states_free();
     sl_rule_stats_free();
-    sl_config_unref(r.cfg ? r.cfg : cfg);
+    if (r.cfg)
+        sl_config_unref(r.cfg);
+    free(c.sync_dc);
     return rc;
+}
+
+static int cmd_emu(int argc, char **argv)
+{
+    const char *listen = NULL, *state = NULL, *token = NULL;
+    struct sl_addr a;
+    uint16_t port;
+    char msg[300];
+
+    for (int i = 0; i < argc; i++) {
+        const char **slot = !strcmp(argv[i], "--listen")  ? &listen
+                            : !strcmp(argv[i], "--state") ? &state
+                            : !strcmp(argv[i], "--token") ? &token
+                                                          : NULL;
+
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        if (!slot) {
+            snprintf(msg, sizeof(msg), "emu: unknown argument \"%s\"", argv[i]);
+            return usage(msg);
+        }
+        if (i + 1 >= argc) {
+            snprintf(msg, sizeof(msg), "emu: %s needs a value", argv[i]);
+            return usage(msg);
+        }
+        *slot = argv[++i];
+    }
+    if (!listen || !state)
+        return usage("emu: --listen IP:PORT and --state FILE are required");
+    if (sl_addr_parse_port(listen, &a, &port) == -1) {
+        snprintf(msg, sizeof(msg), "emu: --listen %s: expected IP:PORT", listen);
+        return usage(msg);
+    }
+    return sl_emu_main(listen, state, token);
 }
 
 int main(int argc, char **argv)
@@ -543,6 +752,8 @@ int main(int argc, char **argv)
         return cmd_check(argc - 2, argv + 2);
     if (!strcmp(argv[1], "explain"))
         return cmd_explain(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "emu"))
+        return cmd_emu(argc - 2, argv + 2);
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
         printf("sluice %s\n", SL_VERSION);
         return 0;

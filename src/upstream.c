@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn-int.h"
@@ -343,6 +344,7 @@ struct tunnel_ctx {
     struct sl_addr peer;
     uint16_t peer_port;
     uint64_t flushed_up, flushed_down; /* bytes already added to the shared counters */
+    uint64_t close_at_ms;              /* monotonic; 0 = none: its target was removed */
 };
 
 /* Adds what a tunnel moved since the last flush to its worker's and its target's counters:
@@ -366,17 +368,81 @@ static void tunnel_flush(struct tunnel_ctx *x, const struct sl_tunnel_info *info
     x->flushed_down += down;
 }
 
-static void visit_flush(struct sl_tunnel *t, const struct sl_tunnel_info *info, void *arg,
-                        void *ud)
+static uint64_t mono_ms(void)
 {
-    (void)t;
-    (void)ud;
-    tunnel_flush(arg, info);
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void upstream_tunnels_flush(struct sl_worker *w)
+static void visit_tick(struct sl_tunnel *t, const struct sl_tunnel_info *info, void *arg,
+                       void *ud)
 {
-    sl_tunnel_list_foreach(&w->tunnels, visit_flush, NULL);
+    struct tunnel_ctx *x = arg;
+    const uint64_t *now = ud;
+
+    tunnel_flush(x, info);
+    if (x->close_at_ms && x->close_at_ms <= *now)
+        sl_tunnel_close(t, SL_ERR_TARGET_REMOVED);
+}
+
+void upstream_tunnels_tick(struct sl_worker *w)
+{
+    uint64_t now = mono_ms();
+
+    sl_tunnel_list_foreach(&w->tunnels, visit_tick, &now);
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+struct reload_ctx {
+    struct sl_target_state **states; /* the new config's, sorted */
+    size_t n;
+    uint64_t close_at;               /* 0: let them finish */
+};
+
+static void visit_reload(struct sl_tunnel *t, const struct sl_tunnel_info *info, void *arg,
+                         void *ud)
+{
+    struct tunnel_ctx *x = arg;
+    struct reload_ctx *r = ud;
+
+    (void)t;
+    (void)info;
+    if (bsearch(&x->state, r->states, r->n, sizeof(*r->states), cmp_ptr))
+        x->close_at_ms = 0; /* (back) in the config */
+    else if (!x->close_at_ms)
+        x->close_at_ms = r->close_at;
+}
+
+void upstream_tunnels_reload(struct sl_worker *w, const struct sl_config *cfg)
+{
+    struct reload_ctx r = {0};
+    size_t n = 0;
+
+    for (size_t i = 0; i < cfg->n_tgroups; i++)
+        n += cfg->tgroups[i].n_targets;
+    r.states = malloc((n ? n : 1) * sizeof(*r.states));
+    if (!r.states)
+        return; /* out of memory: the removed targets' tunnels just finish on their own */
+    for (size_t i = 0; i < cfg->n_tgroups; i++)
+        for (size_t k = 0; k < cfg->tgroups[i].n_targets; k++)
+            if ((r.states[r.n] = sl_target_state_get(&cfg->tgroups[i],
+                                                      &cfg->tgroups[i].targets[k])))
+                r.n++;
+    qsort(r.states, r.n, sizeof(*r.states), cmp_ptr);
+    /* 1 ms, not 0, for drainTimeout 0: "close at once" on the next tick */
+    r.close_at = cfg->local.drain_timeout_set ? mono_ms() + cfg->local.drain_timeout_ms + 1 : 0;
+    sl_tunnel_list_foreach(&w->tunnels, visit_reload, &r);
+    free(r.states);
+    if (cfg->local.drain_timeout_set && cfg->local.drain_timeout_ms == 0)
+        upstream_tunnels_tick(w);
 }
 
 static void visit_down(struct sl_tunnel *t, const struct sl_tunnel_info *info, void *arg,

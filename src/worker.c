@@ -301,6 +301,7 @@ static void adopt(struct sl_worker *w)
     if (!w->fd_exhausted)
         sl_worker_accepting(w, true);
     sl_source_find(g->cfg, &w->source, false);
+    upstream_tunnels_reload(w, g->cfg);
     sl_gen_unref(old);
     reload_free(r);
 }
@@ -376,7 +377,7 @@ static void on_tick(int fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    upstream_tunnels_flush(arg);
+    upstream_tunnels_tick(arg);
 }
 
 static void *worker_main(void *arg)

@@ -20,6 +20,9 @@ struct sl_admin;
 struct sl_admin *sl_admin_start(struct event_base *base, const char *addr);
 /* What to report from now on: <cfg> (a ref is taken, the previous one dropped) served by <ws>. */
 void sl_admin_set(struct sl_admin *a, struct sl_config *cfg, struct sl_workers *ws);
+/* The API sync to report on (NULL: none). */
+struct sl_sync;
+void sl_admin_set_sync(struct sl_admin *a, const struct sl_sync *s);
 /* Stopping: /healthz answers 503 from now on. */
 void sl_admin_set_draining(struct sl_admin *a);
 /* Closes the listener and frees (NULL is fine). Call before freeing the workers. */

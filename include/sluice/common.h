@@ -47,6 +47,7 @@ enum sl_err {
     SL_ERR_SHUTDOWN,        /* sluice stopped and the drain period ended */
     SL_ERR_RESOURCES,       /* out of memory, fds or pipes */
     SL_ERR_TARGET_DOWN,     /* the health checker marked the target down (closeOnTargetDown) */
+    SL_ERR_TARGET_REMOVED,  /* a reload removed the target and sluice.drainTimeout passed */
     SL_ERR_COUNT
 };
 

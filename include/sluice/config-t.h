@@ -217,8 +217,13 @@ struct sl_local {
     const char *sync_datacenter_id;
     const char *sync_alb_id;
     unsigned sync_interval_s;     /* default 10 */
+    const char *sync_api_url;     /* NULL = $IONOS_API_URL or the IONOS default */
+    const char *sync_ca_file;     /* NULL = the system's CAs */
+    const char *sync_cache_file;  /* NULL = ~/.cache/sluice/sync-DC-ALB.json */
     uint32_t tunnel_timeout_ms;   /* 0 = clientTimeout */
     uint32_t drain_timeout_ms;    /* SIGTERM grace for open tunnels; default 30000, 0 = none */
+    bool drain_timeout_set;       /* written in the file: tunnels to a target a reload removes
+                                   * then close after it too (else they finish on their own) */
     uint32_t header_timeout_ms;   /* default 10000 */
     bool close_on_target_down;    /* default false */
     uint32_t connect_timeout_ms;  /* default 5000 */

@@ -111,9 +111,13 @@ void sl_worker_check_done(struct sl_worker *w);
 /* Starts or stops watching the current generation's listeners (out of fds: front.c). */
 void sl_worker_accepting(struct sl_worker *w, bool on);
 
-/* From upstream.c, for the worker: adds the bytes its tunnels moved since the last call to the
- * shared counters; closes its tunnels to targets marked down. */
-void upstream_tunnels_flush(struct sl_worker *w);
+/* From upstream.c, for the worker. Once a second: adds the bytes its tunnels moved since the
+ * last tick to the shared counters, and closes tunnels whose removed target's drainTimeout has
+ * passed. After a reload to <cfg>: marks the tunnels to targets <cfg> no longer has (closed
+ * after sluice.drainTimeout when the file sets it, else left to finish). closeOnTargetDown:
+ * closes the tunnels to targets marked down. */
+void upstream_tunnels_tick(struct sl_worker *w);
+void upstream_tunnels_reload(struct sl_worker *w, const struct sl_config *cfg);
 void upstream_tunnels_close_down(struct sl_worker *w);
 
 #endif

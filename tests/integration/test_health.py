@@ -755,6 +755,35 @@ class Reload(HealthTest):
         with WSClient.open(s.port, "/") as c:
             self.echo_ok(c)
 
+    def test_removed_target_tunnels_finish_or_close_after_drain_timeout(self):
+        """A reload that removes a target: its tunnels finish on their own, unless the file
+        sets sluice.drainTimeout: then they close that long after the reload."""
+        b1, b2 = self.bench("b1"), self.bench("b2")
+        for drain in (None, 1000):
+            with self.subTest(drainTimeout=drain):
+                cfg = config(wskit.free_port(), [forward("tg")], [group(
+                    "tg", [wskit.target(b1.port), wskit.target(b2.port)])], threads=1)
+                if drain is None:
+                    del cfg["sluice"]["drainTimeout"]
+                else:
+                    cfg["sluice"]["drainTimeout"] = drain
+                s = self.start(cfg)
+                c1 = WSClient.open(s.port, "/")
+                self.addCleanup(c1.close)
+                self.assertEqual(self.tstat(s, "tg", b1.port)["activeConnections"], 1)
+                cfg["targetGroups"][0]["properties"]["targets"] = [wskit.target(b2.port)]
+                self.reload(s, cfg)
+                if drain is None:
+                    time.sleep(2.5)
+                    self.echo_ok(c1)  # still carried, well past any tick
+                else:
+                    self.echo_ok(c1)
+                    self.assertClosedPromptly(c1.conn, "the removed target's tunnel",
+                                              timeout=drain / 1000 + 1 + SLACK)
+                    wskit.wait_until(lambda: "target removed" in s.stdout_text(), PROMPT)
+                with WSClient.open(s.port, "/") as c:
+                    self.echo_ok(c)
+
     def test_reload_opens_and_closes_listeners(self):
         b = self.bench("b1")
         p1, p2 = wskit.free_ports(2)

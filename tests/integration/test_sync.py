@@ -1,0 +1,393 @@
+#!/usr/bin/python3
+"""End-to-end tests of `sluice run --sync`: the IONOS guide's three REST calls sent to
+`sluice emu` drive a running sluice; the API failing in every way the issue names leaves the
+last good config serving; a restart without the API serves from the cache.
+
+Run by meson as:
+    /usr/bin/python3 tests/integration/test_sync.py SLUICE SLUICE_BENCH SOURCE_ROOT [unittest args]
+
+Real processes on loopback: `sluice emu`, `sluice run`, `sluice-bench server` targets. The
+failure modes the emulator cannot produce (5xx, 429, malformed JSON, a config that does not
+validate) come from FakeAPI, a small http.server whose answers the test sets.
+"""
+import http.client
+import http.server
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import test_proxy  # noqa: E402
+import wskit  # noqa: E402
+from test_health import HealthTest  # noqa: E402
+from test_proxy import PROMPT  # noqa: E402
+from wskit import WSClient  # noqa: E402
+
+TOKEN = "tok-3f9a-do-not-log-me"
+INTERVAL = 1  # sluice.sync.intervalSeconds in these tests
+
+
+class Api:
+    """A small client for the CloudAPI (the emulator's or the fake's)."""
+
+    def __init__(self, port, token=TOKEN):
+        self.port, self.token = port, token
+
+    def call(self, method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        c.request(method, "/cloudapi/v6" + path,
+                  body=json.dumps(body) if body is not None else None, headers=headers)
+        r = c.getresponse()
+        raw = r.read()
+        c.close()
+        return r.status, (json.loads(raw) if raw else None)
+
+
+class FakeAPI:
+    """Answers GETs from self.routes {path: (status, headers, body bytes)}; counts requests
+    and records their Authorization headers."""
+
+    def __init__(self):
+        self.routes = {}
+        self.hits = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                outer.hits.append((path, self.headers.get("Authorization")))
+                status, headers, body = outer.routes.get(
+                    path, (404, {}, b'{"httpStatus":404,"messages":[{"errorCode":"309",'
+                                    b'"message":"Resource does not exist"}]}'))
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SyncTest(HealthTest):
+
+    def emu(self, state, port=None, name="emu"):
+        port = port or wskit.free_port()
+        p = wskit.Proc(name, [test_proxy.SLUICE, "emu", "--listen", "127.0.0.1:%d" % port,
+                              "--state", state, "--token", TOKEN], self.tmp)
+        self.procs.append(p)
+        try:
+            p.wait_port(port)
+        except wskit.HarnessError as e:
+            self.fail(str(e))
+        p.api_port = port
+        return p
+
+    def local(self, api_port, dc, alb, listen_port, maps, **extra):
+        """The file `sluice run` gets: only the sluice block (admin, address map, sync)."""
+        admin = wskit.free_port()
+        sl = {"threads": 1, "admin": "127.0.0.1:%d" % admin, "accessLog": "-",
+              "addressMap": maps,
+              "sync": {"datacenterId": dc, "applicationLoadBalancerId": alb,
+                       "intervalSeconds": INTERVAL, "apiUrl": "http://127.0.0.1:%d" % api_port,
+                       "cacheFile": os.path.join(self.tmp, "sync-cache.json")}}
+        sl.update(extra)
+        return {"sluice": sl}, admin
+
+    def run_synced(self, cfg, admin, port, name="sluice", wait=True):
+        self.n_configs += 1
+        path = os.path.join(self.tmp, name + ".json")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=2)
+        env = dict(os.environ, IONOS_TOKEN=TOKEN)
+        env.pop("IONOS_API_URL", None)
+        p = wskit.Proc(name, [test_proxy.SLUICE, "run", path], self.tmp, cwd=self.tmp, env=env)
+        p.port, p.cfg_path, p.admin = port, path, admin
+        self.procs.append(p)
+        self.sluices.append(p)
+        if wait:
+            try:
+                p.wait_port(port)
+                p.wait_port(admin)
+            except wskit.HarnessError as e:
+                self.fail(str(e))
+        return p
+
+    def tstat_at(self, s, gid, port):
+        """/status of the target of group <gid> mapped to 127.0.0.1:<port>."""
+        for g in self.status(s)["targetGroups"]:
+            for t in g["targets"] if g["id"] == gid else ():
+                if t["address"] == "127.0.0.1:%d" % port:
+                    return t
+        self.fail("no target at 127.0.0.1:%d in group %s" % (port, gid))
+
+    def sync_status(self, s):
+        return self.status(s)["sync"]
+
+    def wait_generation(self, s, gen, timeout=INTERVAL * 2 + PROMPT):
+        wskit.wait_until(lambda: self.status(s)["config"]["generation"] >= gen, timeout)
+
+    def assertNoToken(self, s):
+        for text in (s.stderr_text(), s.stdout_text()):
+            self.assertNotIn(TOKEN, text, "the token appears in sluice's output")
+        with open(os.path.join(self.tmp, "sync-cache.json")) as f:
+            self.assertNotIn(TOKEN, f.read())
+
+
+class GuideOnEmulator(SyncTest):
+
+    def test_guide_calls_drive_a_running_sluice(self):
+        """The guide's ALB, target group and forwarding rule, created in the emulator; sluice
+        syncs them; PATCH a weight → the distribution follows; stop the emulator → sluice
+        keeps serving; DELETE the rule → its listener stops; restart sluice with the
+        emulator down → it serves from its cache."""
+        b1, b2 = self.bench("b1"), self.bench("b2")
+        state = os.path.join(self.tmp, "emu-state.json")
+        emu = self.emu(state)
+        api = Api(emu.api_port)
+        dc = "8f0b4b1e-2a0c-4b5e-9b0e-5c1d2e3f4a5b"
+        st, alb = api.call("POST", "/datacenters/%s/applicationloadbalancers" % dc, {
+            "properties": {"name": "alb-websocket", "listenerLan": 1, "targetLan": 2,
+                           "ips": ["1.1.1.1"], "lbPrivateIps": ["10.20.30.40/24"]}})
+        self.assertEqual(st, 202, alb)
+        tg_props = {"name": "websocket-target-group", "algorithm": "ROUND_ROBIN",
+                    "protocol": "HTTP",
+                    "targets": [{"ip": "10.20.30.100", "port": 8080, "weight": 10,
+                                 "healthCheckEnabled": True},
+                                {"ip": "10.20.30.101", "port": 8080, "weight": 10,
+                                 "healthCheckEnabled": True}]}
+        st, tg = api.call("POST", "/targetgroups", {"properties": tg_props})
+        self.assertEqual(st, 202, tg)
+        st, fr = api.call("POST", "/datacenters/%s/applicationloadbalancers/%s/forwardingrules"
+                          % (dc, alb["id"]), {"properties": {
+                              "name": "websocket-rule", "protocol": "HTTP",
+                              "listenerIp": "1.1.1.1", "listenerPort": 80,
+                              "httpRules": [{"name": "forward", "type": "FORWARD",
+                                             "targetGroup": tg["id"]}]}})
+        self.assertEqual(st, 202, fr)
+
+        port = wskit.free_port()
+        maps = {"1.1.1.1:80": "127.0.0.1:%d" % port,
+                "10.20.30.100:8080": "127.0.0.1:%d" % b1.port,
+                "10.20.30.101:8080": "127.0.0.1:%d" % b2.port,
+                "10.20.30.40": "127.0.0.1"}
+        cfg, admin = self.local(emu.api_port, dc, alb["id"], port, maps)
+        s = self.run_synced(cfg, admin, port)
+        with WSClient.open(port, "/") as c:
+            self.echo_ok(c)
+        sync = self.sync_status(s)
+        self.assertEqual((sync["ok"], sync["fromCache"], sync["updates"]), (True, False, 1), sync)
+        tunnel = WSClient.open(port, "/")
+        self.addCleanup(tunnel.close)
+
+        # PATCH the weights: 1 and 3 → new connections follow within an interval
+        tg_props["targets"][0]["weight"] = 1
+        tg_props["targets"][1]["weight"] = 3
+        st, _ = api.call("PATCH", "/targetgroups/%s" % tg["id"],
+                         {"targets": tg_props["targets"]})
+        self.assertEqual(st, 202)
+        self.wait_generation(s, 2)
+        before = {p: self.tstat_at(s, tg["id"], p)["connections"] for p in (b1.port, b2.port)}
+        for i in range(40):
+            with WSClient.open(port, "/") as c:
+                self.echo_ok(c, 10)
+        got = {p: self.tstat_at(s, tg["id"], p)["connections"] - before[p]
+               for p in (b1.port, b2.port)}
+        self.assertEqual(got, {b1.port: 10, b2.port: 30}, "weights 1:3 not followed")
+        self.echo_ok(tunnel)
+
+        # the emulator stops: sluice keeps serving, says so once
+        emu.stop()
+        wskit.wait_until(lambda: not self.sync_status(s)["ok"], INTERVAL * 2 + PROMPT)
+        time.sleep(3)  # several failed polls
+        with WSClient.open(port, "/") as c:
+            self.echo_ok(c)
+        self.echo_ok(tunnel)
+        sync = self.sync_status(s)
+        self.assertGreaterEqual(sync["consecutiveFailures"], 2, sync)
+        self.assertIn("reading the ALB", sync["lastError"])
+        self.assertEqual(s.stderr_text().count("retrying with backoff"), 1, s.stderr_text())
+
+        # back: the same state file
+        emu = self.emu(state, port=emu.api_port, name="emu2")
+        wskit.wait_until(lambda: self.sync_status(s)["ok"], INTERVAL * 2 + PROMPT)
+        self.assertIn("answers again", s.stderr_text())
+
+        # restart sluice with the emulator down: the cache
+        emu.stop()
+        s.stop()
+        s2 = self.run_synced(cfg, admin, port, name="sluice-cached")
+        with WSClient.open(port, "/") as c:
+            self.echo_ok(c)
+        sync = self.sync_status(s2)
+        self.assertTrue(sync["fromCache"], sync)
+        self.assertIn("serving the cached config", s2.stderr_text())
+        # the cached config is the PATCHed one
+        self.assertEqual(self.tstat_at(s2, tg["id"], b1.port)["weight"], 1)
+
+        # the emulator returns; DELETE the rule → the listener goes within an interval
+        emu = self.emu(state, port=emu.api_port, name="emu3")
+        wskit.wait_until(lambda: not self.sync_status(s2)["fromCache"], INTERVAL * 2 + PROMPT)
+        st, _ = api.call("DELETE", "/datacenters/%s/applicationloadbalancers/%s/forwardingrules/%s"
+                         % (dc, alb["id"], fr["id"]))
+        self.assertEqual(st, 202)
+        t0 = time.monotonic()
+        wskit.wait_until(lambda: not wskit.port_open(port), INTERVAL * 2 + PROMPT)
+        self.assertLess(time.monotonic() - t0, INTERVAL + 1 + 1.0)
+        self.assertNoToken(s)
+        self.assertNoToken(s2)
+
+
+class FailingApi(SyncTest):
+
+    ALB = "alb-0001"
+    DC = "dc-0001"
+
+    def documents(self, port, b_port, algorithm="ROUND_ROBIN"):
+        alb = {"id": self.ALB, "type": "applicationloadbalancer", "properties": {
+            "name": "alb", "listenerLan": 1, "targetLan": 2, "ips": ["127.0.0.1"],
+            "lbPrivateIps": ["127.0.0.1/8"]},
+            "entities": {"forwardingrules": {"type": "collection", "items": [{
+                "id": "fr-1", "type": "forwarding-rule", "properties": {
+                    "name": "fr", "protocol": "HTTP", "listenerIp": "127.0.0.1",
+                    "listenerPort": port, "httpRules": [{
+                        "name": "forward", "type": "FORWARD", "targetGroup": "tg-1"}]}}]}}}
+        tg = {"id": "tg-1", "type": "target-group", "properties": {
+            "name": "tg", "algorithm": algorithm, "protocol": "HTTP",
+            "targets": [{"ip": "127.0.0.1", "port": b_port, "weight": 1,
+                         "healthCheckEnabled": False}]}}
+        return alb, tg
+
+    def serve(self, fake, alb, tg):
+        ok = {"Content-Type": "application/json"}
+        fake.routes["/cloudapi/v6/datacenters/%s/applicationloadbalancers/%s"
+                    % (self.DC, self.ALB)] = (200, ok, json.dumps(alb).encode())
+        fake.routes["/cloudapi/v6/targetgroups/tg-1"] = (200, ok, json.dumps(tg).encode())
+
+    def test_every_failure_keeps_the_last_good_config(self):
+        b = self.bench("b1")
+        fake = FakeAPI()
+        self.addCleanup(fake.stop)
+        port = wskit.free_port()
+        alb, tg = self.documents(port, b.port)
+        self.serve(fake, alb, tg)
+        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {})
+        s = self.run_synced(cfg, admin, port)
+        tunnel = WSClient.open(port, "/")
+        self.addCleanup(tunnel.close)
+        self.assertTrue(all(auth == "Bearer " + TOKEN for _, auth in fake.hits), fake.hits)
+        alb_path = "/cloudapi/v6/datacenters/%s/applicationloadbalancers/%s" % (self.DC,
+                                                                                self.ALB)
+        cases = [
+            ("401", (401, {}, b'{"httpStatus":401,"messages":[{"errorCode":"315",'
+                              b'"message":"Unauthorized"}]}'), "HTTP 401: Unauthorized"),
+            ("500", (500, {}, b"oops"), "HTTP 500"),
+            ("429", (429, {"Retry-After": "2"}, b""), "HTTP 429"),
+            ("malformed", (200, {}, b'{"properties": {'), "not a JSON object"),
+        ]
+        good = fake.routes[alb_path]
+        for name, answer, says in cases:
+            with self.subTest(failure=name):
+                n_hits = len(fake.hits)
+                fake.routes[alb_path] = answer
+                wskit.wait_until(lambda: says in (self.sync_status(s)["lastError"] or ""),
+                                 INTERVAL * 2 + PROMPT)
+                if name == "429":
+                    # Retry-After: 2 is honoured: no poll within 1.5 s of the 429
+                    t0 = len(fake.hits)
+                    time.sleep(1.5)
+                    self.assertLessEqual(len(fake.hits) - t0, 0, "polled during Retry-After")
+                with WSClient.open(port, "/") as c:
+                    self.echo_ok(c)
+                self.echo_ok(tunnel)
+                self.assertEqual(self.status(s)["config"]["generation"], 1)
+                self.assertGreater(len(fake.hits), n_hits)
+                fake.routes[alb_path] = good
+                wskit.wait_until(lambda: self.sync_status(s)["ok"], INTERVAL * 3 + PROMPT)
+        # each failure logged once (the 429 and the others are each a change of state)
+        log = s.stderr_text()
+        self.assertEqual(log.count("HTTP 401"), 1, log)
+        self.assertEqual(log.count("answers again"), len(cases), log)
+
+        # a config that does not validate: refused, logged once, the old one serves
+        alb_bad, tg_bad = self.documents(port, b.port, algorithm="ROUND-ROBIN")
+        self.serve(fake, alb_bad, tg_bad)
+        wskit.wait_until(lambda: "invalid" in (self.sync_status(s)["lastError"] or ""),
+                         INTERVAL * 2 + PROMPT)
+        time.sleep(2.5)  # more polls of the same bad document
+        log = s.stderr_text()
+        self.assertEqual(log.count("the API's config is invalid"), 1, log)
+        self.assertIn("ROUND-ROBIN", log)
+        with WSClient.open(port, "/") as c:
+            self.echo_ok(c)
+        self.assertEqual(self.status(s)["config"]["generation"], 1)
+        # fixed: a change (a second target) is taken
+        b2 = self.bench("b2")
+        alb2, tg2 = self.documents(port, b.port)
+        tg2["properties"]["targets"].append(dict(tg2["properties"]["targets"][0],
+                                                 port=b2.port))
+        self.serve(fake, alb2, tg2)
+        self.wait_generation(s, 2)
+        self.assertEqual(len(self.status(s)["targetGroups"][0]["targets"]), 2)
+        self.assertNoToken(s)
+        m = self.metrics(s)
+        self.assertEqual(m["sluice_sync_up"].get(), 1)
+        self.assertGreaterEqual(m["sluice_sync_failures_total"].get(), len(cases) + 1)
+        self.assertEqual(m["sluice_sync_updates_total"].get(), 2)
+
+    def test_no_api_and_no_cache_starts_nothing(self):
+        cfg, admin = self.local(wskit.free_port(), self.DC, self.ALB, wskit.free_port(), {})
+        s = self.run_synced(cfg, admin, wskit.free_port(), wait=False)
+        rc = s.wait(30)
+        self.assertEqual(rc, 1, "exit status without API and cache (None: still running)")
+        self.assertIn("nothing started", s.stderr_text())
+
+    def test_sighup_polls_now(self):
+        b = self.bench("b1")
+        fake = FakeAPI()
+        self.addCleanup(fake.stop)
+        port = wskit.free_port()
+        alb, tg = self.documents(port, b.port)
+        self.serve(fake, alb, tg)
+        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {})
+        cfg["sluice"]["sync"]["intervalSeconds"] = 3600
+        s = self.run_synced(cfg, admin, port)
+        n = len(fake.hits)
+        s.signal(signal.SIGHUP)
+        wskit.wait_until(lambda: len(fake.hits) > n, PROMPT)
+
+
+def main():
+    if len(sys.argv) < 4:
+        sys.stderr.write("usage: %s SLUICE SLUICE_BENCH SOURCE_ROOT [unittest args]\n"
+                         % sys.argv[0])
+        return 2
+    test_proxy.SLUICE = os.path.abspath(sys.argv[1])
+    test_proxy.SLUICE_BENCH = os.path.abspath(sys.argv[2])
+    test_proxy.SRC = os.path.abspath(sys.argv[3])
+    wskit.raise_nofile(20000)
+    t0 = time.monotonic()
+    prog = unittest.main(argv=[sys.argv[0], *sys.argv[4:]], verbosity=2, exit=False)
+    sys.stderr.write("test_sync: %.1f s\n" % (time.monotonic() - t0))
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

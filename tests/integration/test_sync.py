@@ -58,21 +58,27 @@ class FakeAPI:
     def __init__(self):
         self.routes = {}
         self.hits = []
+        self.stall = 0
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 path = self.path.split("?")[0]
                 outer.hits.append((path, self.headers.get("Authorization")))
+                if outer.stall:
+                    time.sleep(outer.stall)  # an API that accepts and does not answer
                 status, headers, body = outer.routes.get(
                     path, (404, {}, b'{"httpStatus":404,"messages":[{"errorCode":"309",'
                                     b'"message":"Resource does not exist"}]}'))
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client gave up (the stall case)
 
             def log_message(self, *a):
                 pass
@@ -321,10 +327,18 @@ class FailingApi(SyncTest):
                 self.assertGreater(len(fake.hits), n_hits)
                 fake.routes[alb_path] = good
                 wskit.wait_until(lambda: self.sync_status(s)["ok"], INTERVAL * 3 + PROMPT)
+        # an API that does not answer: the poll times out (after 5 s: the minimum)
+        fake.stall = 8
+        wskit.wait_until(lambda: "timed out" in (self.sync_status(s)["lastError"] or "")
+                         or "Timeout" in (self.sync_status(s)["lastError"] or ""), 12)
+        with WSClient.open(port, "/") as c:
+            self.echo_ok(c)
+        fake.stall = 0
+        wskit.wait_until(lambda: self.sync_status(s)["ok"], 12 + PROMPT)
         # each failure logged once (the 429 and the others are each a change of state)
         log = s.stderr_text()
         self.assertEqual(log.count("HTTP 401"), 1, log)
-        self.assertEqual(log.count("answers again"), len(cases), log)
+        self.assertEqual(log.count("answers again"), len(cases) + 1, log)
 
         # a config that does not validate: refused, logged once, the old one serves
         alb_bad, tg_bad = self.documents(port, b.port, algorithm="ROUND-ROBIN")

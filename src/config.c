@@ -271,12 +271,15 @@ static int load_ip(struct ld *ld, const json_t *obj, const char *key, const char
     return 0;
 }
 
+/* The loaders below fill a slot that a rejected sibling may have used before (the array only
+ * keeps what loaded): each starts from zero. */
 static bool load_target(struct ld *ld, const json_t *t, struct sl_target *out)
 {
     long long v;
     int e = 0;
     bool ok = true;
 
+    memset(out, 0, sizeof(*out));
     out->weight = 1;
     out->health_check_enabled = true;
     out->loc = cfg_here(ld);
@@ -481,6 +484,7 @@ static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *
     bool ok = true;
     int e;
 
+    memset(c, 0, sizeof(*c));
     c->loc = cfg_here(ld);
     if (!json_is_object(j)) {
         cfg_bad_type(ld, j, "a condition object");
@@ -621,6 +625,7 @@ static bool load_http_rule(struct ld *ld, const json_t *j, struct sl_http_rule *
     bool ok = true;
     int e;
 
+    memset(r, 0, sizeof(*r));
     r->loc = cfg_here(ld);
     if (!json_is_object(j)) {
         cfg_bad_type(ld, j, "an http rule object");

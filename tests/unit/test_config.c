@@ -1256,6 +1256,33 @@ static void test_json_syntax_errors(void **state)
     run_done(&r);
 }
 
+/* Found by fuzz_config: a rejected http rule left its condition count in the slot the next
+ * rule reused, so that rule's conditions were written past their array (and an invalid
+ * condition's missing operator indexed a name table at -1). Each rule's errors are reported,
+ * nothing else happens. The same for targets and conditions rejected before a valid one. */
+static void test_rejected_rules_leave_nothing_behind(void **state)
+{
+    static const char src[] =
+        "{'forwardingRules': [{'properties': {'httpRules': [\n"
+        "  {'type': 'REDIRECT', 'conditions': [{'type': 'PATH', 'condition': 'EQUALS', 'value': '/d'}]},\n"
+        "  {'type': 'STATIC', 'conditions': [{'type': 'PATH', 'condition': 'EQUALS', 'value': '/d'}]},\n"
+        "  {'type': 'STATIC', 'conditions': [{'type': 'HEADER'}]},\n"
+        "  {'name': 'ok', 'type': 'STATIC', 'statusCode': 200, 'responseMessage': 'x',\n"
+        "   'conditions': [{'type': 'HEADER', 'key': 'X', 'condition': 'EXISTS', 'negate': true,\n"
+        "                   'value': 'no'},\n"
+        "                  {'type': 'PATH', 'condition': 'EQUALS', 'value': '/f'}]}]}}],\n"
+        " 'targetGroups': [{'id': 'tg', 'properties': {'name': 'g', 'algorithm': 'RANDOM',\n"
+        "   'protocol': 'HTTP', 'targets': [{'ip': 'x', 'port': 80, 'weight': 300,\n"
+        "   'maintenanceEnabled': true}, {'ip': '10.0.0.1', 'port': 80}]}}]}\n";
+    struct run r;
+
+    (void)state;
+    run_load(&r, src, NULL);
+    assert_null(r.c);
+    assert_true(r.d.n_errors >= 6);
+    run_done(&r);
+}
+
 /* Five different errors in one file: all five are reported, nothing is loaded. */
 static void test_several_errors(void **state)
 {
@@ -1459,6 +1486,7 @@ int main(void)
         cmocka_unit_test(test_unknown_sluice_setting_warns),
         cmocka_unit_test(test_json_syntax_errors),
         cmocka_unit_test(test_several_errors),
+        cmocka_unit_test(test_rejected_rules_leave_nothing_behind),
         cmocka_unit_test(test_load_file_missing),
         cmocka_unit_test(test_load_json_without_positions),
     };

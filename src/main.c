@@ -503,11 +503,11 @@ static int on_sync_doc(json_t *doc, const char *origin, char *why, size_t why_le
     if (r->stops) {
         sl_config_unref(cfg);
         snprintf(why, why_len, "stopping");
-        return -1;
+        return -2;
     }
     if (apply(r, cfg, origin, t0) == -1) {
         snprintf(why, why_len, "a listener it names cannot be bound");
-        return -1;
+        return -2;
     }
     return 0;
 }
@@ -517,6 +517,18 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct run *r = arg;
 
     (void)what;
+    if (!r->ws) {
+        /* Still starting (the first poll of the API): a stop ends the start, a reload has
+         * nothing to reload yet. */
+        if (sig == SIGHUP) {
+            sl_log(SL_LOG_INFO, "SIGHUP while starting: nothing to reload yet");
+            return;
+        }
+        r->stops++;
+        if (r->sync)
+            sl_sync_stop(r->sync);
+        return;
+    }
     if (sig == SIGHUP) {
         reload(r);
         return;
@@ -631,12 +643,23 @@ static int cmd_run(int argc, char **argv)
         sl_config_unref(cfg);
         return 1;
     }
+    /* Signals are ours from here on: a SIGHUP during a slow start must not kill sluice. */
+    for (int i = 0; i < 3; i++) {
+        sig[i] = evsignal_new(r.base, sigs[i], on_signal, &r);
+        if (sig[i])
+            evsignal_add(sig[i], NULL);
+    }
     if (c.sync_dc || (cfg && cfg->local.sync_datacenter_id)) {
         if (start_sync(&r, cfg) == -1) {
-            fprintf(stderr, "sluice: no config from the API nor from its cache; nothing "
-                    "started\n");
             sl_config_unref(cfg);
-            rc = 1;
+            if (r.stops) {
+                sl_log(SL_LOG_INFO, "stopped while starting");
+                rc = 0;
+            } else {
+                fprintf(stderr, "sluice: no config from the API nor from its cache; nothing "
+                        "started\n");
+                rc = 1;
+            }
             goto out;
         }
         sl_config_unref(cfg); /* its sluice block is in the API's documents */
@@ -669,11 +692,6 @@ static int cmd_run(int argc, char **argv)
         sl_health_apply(r.health, r.cfg);
     else
         sl_log(SL_LOG_WARN, "health checks are not running: every target counts as up");
-    for (int i = 0; i < 3; i++) {
-        sig[i] = evsignal_new(r.base, sigs[i], on_signal, &r);
-        if (sig[i])
-            evsignal_add(sig[i], NULL);
-    }
     end = event_new(r.base, sl_workers_done_fd(r.ws), EV_READ | EV_PERSIST, on_worker_end, &r);
     if (end)
         event_add(end, NULL);

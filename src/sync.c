@@ -25,6 +25,7 @@
 #define DEFAULT_API "https://api.ionos.com/cloudapi/v6"
 #define BODY_MAX (16u << 20)  /* an ALB with its rules, or a target group: far below */
 #define BACKOFF_FIRST_MS 1000 /* the first retry after a failure; doubles up to the interval */
+#define RETRY_AFTER_MAX_S 300 /* a 429's Retry-After is honoured up to this (or the interval) */
 
 struct sockev {
     struct event *ev;
@@ -74,6 +75,7 @@ struct sl_sync {
     char *last_bad;              /* ... and of the last one refused: not offered again */
     char last_bad_why[200];
     char state_key[64];          /* what was logged last: "" = ok */
+    unsigned api_failures;       /* in a row, of the API itself: what the backoff grows with */
     struct sl_sync_status st;
     uint64_t rng;
 };
@@ -308,6 +310,13 @@ static void finished(struct sl_sync *s, struct xfer *x, CURLcode rc)
     }
     if (x->group) {
         json_array_append_new(s->groups, j);
+    } else if (!json_is_array(json_object_get(json_object_get(json_object_get(j, "entities"),
+                                                              "forwardingrules"), "items"))) {
+        /* Not "no rules": an answer that lacks them (depth not honoured) would close every
+         * listener. An empty items array is a real ALB without rules. */
+        fail(s, "json", "reading the ALB: no entities.forwardingrules.items in the answer "
+             "(asked with depth=2)");
+        json_decref(j);
     } else {
         json_decref(s->alb);
         s->alb = j;
@@ -378,9 +387,14 @@ static int write_atomic(const char *path, const char *text)
     fd = mkstemp(tmp);
     if (fd == -1)
         return -1;
-    if (write(fd, text, len) != (ssize_t)len || fsync(fd) == -1 || close(fd) == -1) {
+    if (write(fd, text, len) != (ssize_t)len || fsync(fd) == -1) {
         e = errno;
         close(fd);
+        unlink(tmp);
+        return errno = e, -1;
+    }
+    if (close(fd) == -1) {
+        e = errno;
         unlink(tmp);
         return errno = e, -1;
     }
@@ -434,14 +448,19 @@ static void schedule(struct sl_sync *s, bool failed)
 
     if (failed) {
         /* 1 s, 2 s, 4 s ... up to the interval, each somewhere in its upper half */
-        unsigned n = s->st.consecutive_failures > 20 ? 20 : s->st.consecutive_failures;
+        unsigned n = s->api_failures > 20 ? 20 : s->api_failures;
         uint64_t b = (uint64_t)BACKOFF_FIRST_MS << (n ? n - 1 : 0);
 
         if (b > ms)
             b = ms;
         ms = b / 2 + rnd(s) % (b / 2 + 1);
-        if (s->retry_after_s > 0 && (uint64_t)s->retry_after_s * 1000 > ms)
-            ms = (uint64_t)s->retry_after_s * 1000;
+        if (s->retry_after_s > 0 && (uint64_t)s->retry_after_s * 1000 > ms) {
+            /* honoured, within reason: a far-future one must not stop syncing for days */
+            uint64_t cap = (uint64_t)(s->interval_s > RETRY_AFTER_MAX_S ? s->interval_s
+                                                                        : RETRY_AFTER_MAX_S);
+
+            ms = (uint64_t)(s->retry_after_s < (long)cap ? s->retry_after_s : (long)cap) * 1000;
+        }
     }
     tv.tv_sec = (time_t)(ms / 1000);
     tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
@@ -449,6 +468,32 @@ static void schedule(struct sl_sync *s, bool failed)
 }
 
 /* The poll's end: hand the document over when it changed. */
+static int by_id(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "id"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "id"));
+
+    return strcmp(x ? x : "", y ? y : "");
+}
+
+/* The groups in id order: they arrive in whatever order their requests finish, and an order
+ * is no change. */
+static void sort_groups(json_t *groups)
+{
+    size_t n = json_array_size(groups);
+    json_t **v = malloc((n ? n : 1) * sizeof(*v));
+
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(groups, i));
+    qsort(v, n, sizeof(*v), by_id);
+    json_array_clear(groups);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(groups, v[i]);
+    free(v);
+}
+
 static void poll_done(struct sl_sync *s)
 {
     bool failed = s->err_key[0] != '\0';
@@ -461,6 +506,7 @@ static void poll_done(struct sl_sync *s)
         json_t *doc = json_object(), *canon;
         char *text = NULL;
 
+        sort_groups(s->groups);
         json_object_set(doc, "applicationLoadBalancer", s->alb);
         json_object_set(doc, "targetGroups", s->groups);
         if (s->local)
@@ -476,7 +522,9 @@ static void poll_done(struct sl_sync *s)
         } else if (!s->last_doc || strcmp(text, s->last_doc)) {
             char why[200] = "";
 
-            if (s->publish(doc, s->origin, why, sizeof(why), s->arg) == 0) {
+            int prc = s->publish(doc, s->origin, why, sizeof(why), s->arg);
+
+            if (prc == 0) {
                 char *pretty = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
 
                 free(s->last_doc);
@@ -489,6 +537,9 @@ static void poll_done(struct sl_sync *s)
                     sl_log(SL_LOG_WARN, "sync: cannot write the cache %s: %s", s->cache,
                            strerror(errno));
                 free(pretty);
+            } else if (prc == -2) {
+                /* Valid, but it could not be applied now (a port in use): tried again. */
+                fail(s, "apply", "the API's config cannot be applied now (%s)", why);
             } else {
                 /* The API answered; what it said is not a config we can run. Refused once,
                  * logged once: the same document is not offered again. */
@@ -508,12 +559,15 @@ static void poll_done(struct sl_sync *s)
         s->st.ok = false;
         s->st.failures++;
         s->st.consecutive_failures++;
+        if (strcmp(s->err_key, "invalid"))
+            s->api_failures++;
         snprintf(s->st.last_error, sizeof(s->st.last_error), "%s", s->err_msg);
         log_state(s, s->err_key, s->err_msg);
     } else {
         s->st.ok = true;
         s->st.from_cache = false; /* the API has spoken: what runs is what it says */
         s->st.consecutive_failures = 0;
+        s->api_failures = 0;
         s->st.last_error[0] = '\0';
         s->st.last_success_ms = s->st.last_attempt_ms;
         log_state(s, "", "");
@@ -728,8 +782,15 @@ int sl_sync_first(struct sl_sync *s, unsigned timeout_s)
     if (s->deadline)
         evtimer_add(s->deadline, &tv);
     poll_start(s);
-    while (!s->first_done)
+    while (!s->first_done && !s->stopped)
         event_base_loop(s->base, EVLOOP_ONCE);
+    if (s->stopped) {
+        if (s->deadline) {
+            event_free(s->deadline);
+            s->deadline = NULL;
+        }
+        return -1;
+    }
     if (s->deadline) {
         event_free(s->deadline);
         s->deadline = NULL;
@@ -744,8 +805,11 @@ int sl_sync_first(struct sl_sync *s, unsigned timeout_s)
                "read (%s)", s->err_msg[0] ? s->err_msg : "no answer", s->cache, je.text);
         return -1;
     }
+    /* the local block is this run's, not the one the cache was written with */
     if (s->local)
         json_object_set_new(doc, "sluice", json_deep_copy(s->local));
+    else
+        json_object_del(doc, "sluice");
     if (s->publish(doc, s->cache, why, sizeof(why), s->arg) != 0) {
         sl_log(SL_LOG_ERR, "sync: the cached config %s is invalid (%s)", s->cache, why);
         json_decref(doc);
@@ -776,6 +840,9 @@ void sl_sync_poll_now(struct sl_sync *s)
 {
     if (s->phase != IDLE || s->stopped)
         return;
+    /* an operator asking again gets the document offered again, refused or not */
+    free(s->last_bad);
+    s->last_bad = NULL;
     evtimer_del(s->poll_timer);
     poll_start(s);
 }

@@ -206,9 +206,11 @@ static struct sl_gen *gen_new(struct sl_worker *w, struct sl_config *cfg, int *f
     if (!g || !idx || !(g->listeners = calloc(slots ? slots : 1, sizeof(*g->listeners))) ||
         sl_rule_table_init(&g->rules, cfg) == -1 ||
         !(g->bal = sl_balancer_new(cfg, 0x9e3779b97f4a7c15ull * (w->id + 1) + number))) {
-        for (size_t k = 0; idx && k < slots; k++)
+        for (size_t k = 0; idx && k < slots; k++) {
             if (fds[k] != -1)
                 close(fds[k]);
+            fds[k] = -1;
+        }
         if (g) {
             free(g->listeners);
             sl_rule_table_free(&g->rules);
@@ -224,8 +226,9 @@ static struct sl_gen *gen_new(struct sl_worker *w, struct sl_config *cfg, int *f
         const struct sl_forwarding_rule *fr = &cfg->frules[idx[k]];
         struct sl_listener *ln = &g->listeners[g->n_listeners++];
 
-        ln->fd = fds[k];
-        fds[k] = -1;
+        /* The socket this worker already listens on wins over a fresh one (its accept queue
+         * goes on); a fresh one is for an address it does not listen on yet. */
+        ln->fd = -1;
         for (size_t i = 0; ln->fd == -1 && old && i < old->n_listeners; i++) {
             struct sl_listener *o = &old->listeners[i];
 
@@ -235,6 +238,17 @@ static struct sl_gen *gen_new(struct sl_worker *w, struct sl_config *cfg, int *f
                 ln->fd = o->fd;
                 o->fd = -1;
             }
+        }
+        if (ln->fd == -1)
+            ln->fd = fds[k];
+        else if (fds[k] != -1)
+            close(fds[k]);
+        fds[k] = -1;
+        if (ln->fd == -1) {
+            char buf[SL_ADDR_STRLEN + 8];
+
+            sl_log(SL_LOG_ERR, "worker %u: no socket for %s: it does not serve that listener",
+                   w->id, sl_addr_format_port(&fr->listen, fr->port, buf));
         }
         ln->w = w;
         ln->gen = g;
@@ -298,7 +312,8 @@ static void adopt(struct sl_worker *w)
     /* Listeners the new config dropped close now (their connections finish). */
     for (size_t i = 0; i < old->n_listeners; i++)
         listener_close(&old->listeners[i]);
-    if (!w->fd_exhausted)
+    /* Accepting is paused only while the out-of-fds timer runs; it enables the new ones. */
+    if (!evtimer_pending(w->accept_resume, NULL))
         sl_worker_accepting(w, true);
     sl_source_find(g->cfg, &w->source, false);
     upstream_tunnels_reload(w, g->cfg);
@@ -568,6 +583,35 @@ void sl_workers_join(struct sl_workers *ws)
     free(ws);
 }
 
+/* A reload replaces <old> before the worker took it: the sockets <old> bound for addresses
+ * <r> keeps, and that the worker does not listen on yet, move to <r> (its own slots are -1
+ * there: sl_workers_reload compared with <old>'s config). */
+static void carry_over(struct sl_reload *old, struct sl_reload *r)
+{
+    size_t *io = calloc(old->cfg->n_frules ? old->cfg->n_frules : 1, sizeof(*io));
+    size_t *in = calloc(r->cfg->n_frules ? r->cfg->n_frules : 1, sizeof(*in));
+
+    if (io && in) {
+        size_t no = listener_slots(old->cfg, io), nn = listener_slots(r->cfg, in);
+
+        for (size_t k = 0; k < nn && k < r->n; k++) {
+            const struct sl_forwarding_rule *fr = &r->cfg->frules[in[k]];
+
+            for (size_t i = 0; r->fds[k] == -1 && i < no && i < old->n; i++) {
+                const struct sl_forwarding_rule *of = &old->cfg->frules[io[i]];
+
+                if (old->fds[i] != -1 && of->port == fr->port &&
+                    sl_addr_equal(&of->listen, &fr->listen)) {
+                    r->fds[k] = old->fds[i];
+                    old->fds[i] = -1;
+                }
+            }
+        }
+    }
+    free(io);
+    free(in);
+}
+
 int sl_workers_reload(struct sl_workers *ws, struct sl_config *cfg)
 {
     int *fds;
@@ -603,7 +647,11 @@ int sl_workers_reload(struct sl_workers *ws, struct sl_config *cfg)
         r->cfg = sl_config_ref(cfg);
         r->fds = mine;
         r->n = (size_t)slots;
-        reload_free(ws->w[i].pending); /* one not yet taken is superseded */
+        if (ws->w[i].pending) {
+            /* one not yet taken is superseded, its new sockets handed on */
+            carry_over(ws->w[i].pending, r);
+            reload_free(ws->w[i].pending);
+        }
         ws->w[i].pending = r;
     }
     pthread_mutex_unlock(&ws->lock);

@@ -29,8 +29,10 @@ struct sl_sync_opts {
     json_t *local;        /* the `sluice` block to add to every document (borrowed), or NULL */
 };
 
-/* Hands a new document over. Returns 0 when it became the running config, -1 when it was
- * refused (invalid: the callee logs why and fills <why> with a one-line summary). */
+/* Hands a new document over. Returns 0 when it became the running config, -1 when it is
+ * invalid (not offered again until it changes or SIGHUP), -2 when it is valid but could not
+ * be applied now (a port in use: offered again at the next poll). The callee logs why and
+ * fills <why> with a one-line summary. */
 typedef int (*sl_sync_publish_cb)(json_t *doc, const char *origin, char *why, size_t why_len,
                                   void *arg);
 

@@ -14,6 +14,8 @@ import http.client
 import http.server
 import json
 import os
+import random
+import socket
 import signal
 import sys
 import threading
@@ -59,6 +61,7 @@ class FakeAPI:
         self.routes = {}
         self.hits = []
         self.stall = 0
+        self.jitter = 0
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -67,6 +70,8 @@ class FakeAPI:
                 outer.hits.append((path, self.headers.get("Authorization")))
                 if outer.stall:
                     time.sleep(outer.stall)  # an API that accepts and does not answer
+                if outer.jitter:
+                    time.sleep(random.random() * outer.jitter)
                 status, headers, body = outer.routes.get(
                     path, (404, {}, b'{"httpStatus":404,"messages":[{"errorCode":"309",'
                                     b'"message":"Resource does not exist"}]}'))
@@ -234,7 +239,8 @@ class GuideOnEmulator(SyncTest):
         # back: the same state file
         emu = self.emu(state, port=emu.api_port, name="emu2")
         wskit.wait_until(lambda: self.sync_status(s)["ok"], INTERVAL * 2 + PROMPT)
-        self.assertIn("answers again", s.stderr_text())
+        # the log thread writes it a moment after /status shows it
+        wskit.wait_until(lambda: "answers again" in s.stderr_text(), PROMPT)
 
         # restart sluice with the emulator down: the cache
         emu.stop()
@@ -244,7 +250,7 @@ class GuideOnEmulator(SyncTest):
             self.echo_ok(c)
         sync = self.sync_status(s2)
         self.assertTrue(sync["fromCache"], sync)
-        self.assertIn("serving the cached config", s2.stderr_text())
+        wskit.wait_until(lambda: "serving the cached config" in s2.stderr_text(), PROMPT)
         # the cached config is the PATCHed one
         self.assertEqual(self.tstat_at(s2, tg["id"], b1.port)["weight"], 1)
 
@@ -333,12 +339,25 @@ class FailingApi(SyncTest):
                          or "Timeout" in (self.sync_status(s)["lastError"] or ""), 12)
         with WSClient.open(port, "/") as c:
             self.echo_ok(c)
+        self.assertEqual(self.status(s)["config"]["generation"], 1)
         fake.stall = 0
         wskit.wait_until(lambda: self.sync_status(s)["ok"], 12 + PROMPT)
+        # an answer without the forwarding rules (depth not honoured) is no "no rules"
+        fake.routes[alb_path] = (200, {}, json.dumps({k: v for k, v in alb.items()
+                                                      if k != "entities"}).encode())
+        wskit.wait_until(lambda: "entities" in (self.sync_status(s)["lastError"] or ""),
+                         INTERVAL * 2 + PROMPT)
+        with WSClient.open(port, "/") as c:
+            self.echo_ok(c)
+        self.assertEqual(self.status(s)["config"]["generation"], 1)
+        fake.routes[alb_path] = good
+        wskit.wait_until(lambda: self.sync_status(s)["ok"], INTERVAL * 3 + PROMPT)
         # each failure logged once (the 429 and the others are each a change of state)
+        wskit.wait_until(lambda: s.stderr_text().count("answers again") >= len(cases) + 2,
+                         PROMPT)
         log = s.stderr_text()
         self.assertEqual(log.count("HTTP 401"), 1, log)
-        self.assertEqual(log.count("answers again"), len(cases) + 1, log)
+        self.assertEqual(log.count("answers again"), len(cases) + 2, log)
 
         # a config that does not validate: refused, logged once, the old one serves
         alb_bad, tg_bad = self.documents(port, b.port, algorithm="ROUND-ROBIN")
@@ -363,8 +382,88 @@ class FailingApi(SyncTest):
         self.assertNoToken(s)
         m = self.metrics(s)
         self.assertEqual(m["sluice_sync_up"].get(), 1)
-        self.assertGreaterEqual(m["sluice_sync_failures_total"].get(), len(cases) + 1)
+        self.assertGreaterEqual(m["sluice_sync_failures_total"].get(), len(cases) + 3)
         self.assertEqual(m["sluice_sync_updates_total"].get(), 2)
+
+    def test_unchanged_document_is_not_republished(self):
+        """Two target groups answered in random order, metadata changing on every poll:
+        nothing changed, nothing is republished."""
+        b1, b2 = self.bench("b1"), self.bench("b2")
+        fake = FakeAPI()
+        self.addCleanup(fake.stop)
+        fake.jitter = 0.05
+        port, port2 = wskit.free_ports(2)
+        alb, tg = self.documents(port, b1.port)
+        rule2 = json.loads(json.dumps(alb["entities"]["forwardingrules"]["items"][0]))
+        rule2["id"] = "fr-2"
+        rule2["properties"]["listenerPort"] = port2
+        rule2["properties"]["httpRules"][0]["targetGroup"] = "tg-2"
+        alb["entities"]["forwardingrules"]["items"].append(rule2)
+        tg2 = json.loads(json.dumps(tg))
+        tg2["id"] = "tg-2"
+        tg2["properties"]["targets"][0]["port"] = b2.port
+        self.serve(fake, alb, tg)
+        ok = {"Content-Type": "application/json"}
+        stamp = [0]
+
+        def serve_tg2():
+            stamp[0] += 1
+            tg2["metadata"] = {"etag": "e%d" % stamp[0]}
+            fake.routes["/cloudapi/v6/targetgroups/tg-2"] = (200, ok, json.dumps(tg2).encode())
+        serve_tg2()
+        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {})
+        s = self.run_synced(cfg, admin, port)
+        n = self.sync_status(s)["polls"]
+        t_end = time.monotonic() + 6
+        while time.monotonic() < t_end:
+            serve_tg2()
+            time.sleep(0.2)
+        sync = self.sync_status(s)
+        self.assertGreaterEqual(sync["polls"] - n, 4, sync)
+        self.assertEqual((sync["updates"], self.status(s)["config"]["generation"]), (1, 1), sync)
+        self.assertEqual(s.stderr_text().count("reload: generation"), 0)
+
+    def test_a_valid_config_that_cannot_be_applied_now_is_retried(self):
+        """A new listener on a port in use: not "invalid", tried again until it works."""
+        b = self.bench("b1")
+        fake = FakeAPI()
+        self.addCleanup(fake.stop)
+        port = wskit.free_port()
+        alb, tg = self.documents(port, b.port)
+        self.serve(fake, alb, tg)
+        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {})
+        s = self.run_synced(cfg, admin, port)
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port2 = taken.getsockname()[1]
+        rule2 = json.loads(json.dumps(alb["entities"]["forwardingrules"]["items"][0]))
+        rule2["id"] = "fr-2"
+        rule2["properties"]["listenerPort"] = port2
+        alb["entities"]["forwardingrules"]["items"].append(rule2)
+        self.serve(fake, alb, tg)
+        wskit.wait_until(lambda: "cannot be applied now" in
+                         (self.sync_status(s)["lastError"] or ""), INTERVAL * 2 + PROMPT)
+        self.assertEqual(self.status(s)["config"]["generation"], 1)
+        taken.close()
+        self.wait_generation(s, 2, INTERVAL * 4 + PROMPT)
+        with WSClient.open(port2, "/") as c:
+            self.echo_ok(c)
+
+    def test_signals_while_starting(self):
+        """SIGHUP during a slow first poll does not kill sluice; SIGTERM ends the start."""
+        fake = FakeAPI()
+        self.addCleanup(fake.stop)
+        fake.stall = 3
+        cfg, admin = self.local(fake.port, self.DC, self.ALB, wskit.free_port(), {})
+        s = self.run_synced(cfg, admin, wskit.free_port(), wait=False)
+        wskit.wait_until(lambda: len(fake.hits) > 0, PROMPT)
+        s.signal(signal.SIGHUP)
+        time.sleep(0.3)
+        self.assertTrue(s.alive(), "SIGHUP while starting killed sluice")
+        s.signal(signal.SIGTERM)
+        self.assertEqual(s.wait(PROMPT), 0, s.stderr_text())
+        self.assertIn("stopped while starting", s.stderr_text())
 
     def test_no_api_and_no_cache_starts_nothing(self):
         cfg, admin = self.local(wskit.free_port(), self.DC, self.ALB, wskit.free_port(), {})

@@ -293,15 +293,19 @@ class FailingApi(SyncTest):
                     % (self.DC, self.ALB)] = (200, ok, json.dumps(alb).encode())
         fake.routes["/cloudapi/v6/targetgroups/tg-1"] = (200, ok, json.dumps(tg).encode())
 
-    def test_every_failure_keeps_the_last_good_config(self):
+    def synced_to_fake(self, **local):
+        """A bench target, a FakeAPI serving one ALB and group for it, and sluice synced to it."""
         b = self.bench("b1")
         fake = FakeAPI()
         self.addCleanup(fake.stop)
         port = wskit.free_port()
         alb, tg = self.documents(port, b.port)
         self.serve(fake, alb, tg)
-        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {})
-        s = self.run_synced(cfg, admin, port)
+        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {}, **local)
+        return b, fake, port, alb, tg, cfg, self.run_synced(cfg, admin, port)
+
+    def test_every_failure_keeps_the_last_good_config(self):
+        b, fake, port, alb, tg, cfg, s = self.synced_to_fake()
         tunnel = WSClient.open(port, "/")
         self.addCleanup(tunnel.close)
         self.assertTrue(all(auth == "Bearer " + TOKEN for _, auth in fake.hits), fake.hits)
@@ -425,14 +429,7 @@ class FailingApi(SyncTest):
 
     def test_a_valid_config_that_cannot_be_applied_now_is_retried(self):
         """A new listener on a port in use: not "invalid", tried again until it works."""
-        b = self.bench("b1")
-        fake = FakeAPI()
-        self.addCleanup(fake.stop)
-        port = wskit.free_port()
-        alb, tg = self.documents(port, b.port)
-        self.serve(fake, alb, tg)
-        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {})
-        s = self.run_synced(cfg, admin, port)
+        b, fake, port, alb, tg, cfg, s = self.synced_to_fake()
         taken = socket.socket()
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)

@@ -825,6 +825,44 @@ class Reload(HealthTest):
                              "round %d (generation %d)" % (i, gen))
         self.assertGreater(gen, 16)
 
+    def test_reload_after_running_out_of_fds_keeps_accepting(self):
+        """Out of fds on listener A, a reload that drops A, the tunnels closed, then another
+        reload: listener B (idle all along) still accepts."""
+        b = self.bench("b1")
+        pa, pb = wskit.free_ports(2)
+        cfg = config(pa, [forward("tg")], [group("tg", [wskit.target(b.port)])], threads=1)
+        fr_b = json.loads(json.dumps(cfg["forwardingRules"][0]))
+        fr_b["id"] = "fr-b"
+        fr_b["properties"]["listenerPort"] = pb
+        cfg["forwardingRules"].append(fr_b)
+        s = self.start(cfg, preexec_fn=test_proxy.nofile_limit(64, 64))
+        held = []
+        self.addCleanup(lambda: [c.close() for c in held])
+        for i in range(40):  # 2 fds each: more than 64 can hold
+            try:
+                held.append(WSClient.open(pa, "/", timeout=1))
+            except (OSError, wskit.ProtocolError):
+                pass
+        wskit.wait_until(lambda: "cannot accept" in s.stderr_text(), PROMPT)
+        cfg["forwardingRules"] = [fr_b]
+        self.reload(s, cfg)
+        for c in held:
+            c.close()
+        held.clear()
+        time.sleep(0.5)  # the out-of-fds pause has ended, with nothing left to accept on B
+        fr_b["properties"]["name"] = "renamed"
+        self.reload(s, cfg)
+        self.assertTrue(wskit.wait_until(lambda: self._tunnel_ok(pb), PROMPT),
+                        "listener B does not accept after the reloads")
+
+    @staticmethod
+    def _tunnel_ok(port):
+        try:
+            with WSClient.open(port, "/", timeout=1) as c:
+                return c.echo(OP_BINARY, b"x")[1] == b"x"
+        except (OSError, wskit.ProtocolError):
+            return False
+
     def test_reload_opens_and_closes_listeners(self):
         b = self.bench("b1")
         p1, p2 = wskit.free_ports(2)

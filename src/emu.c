@@ -518,6 +518,29 @@ static const char *wprefix_of(struct check *k, const char *fmt, size_t i)
     return k->wprefix;
 }
 
+/* The resource a write lands on in <arr>: the one at <*idx> given properties <p> when <*id> is
+ * set (an update), else a new one appended with a fresh id (written to <nid>, 37 bytes, and
+ * <*id>, <*idx> set to it), with an empty <children> collection when that is not NULL. */
+static json_t *upsert(json_t *arr, const char **id, size_t *idx, json_t *p, char *nid,
+                      const char *children)
+{
+    json_t *res;
+
+    if (*id) {
+        res = json_array_get(arr, *idx);
+        json_object_set_new(res, "properties", p);
+        return res;
+    }
+    emu_uuid4(nid);
+    *id = nid;
+    *idx = json_array_size(arr);
+    res = xj(json_pack("{s:s, s:{}, s:o}", "id", nid, "metadata", "properties", p));
+    if (children)
+        json_object_set_new(res, children, xj(json_array()));
+    json_array_append_new(arr, res);
+    return res;
+}
+
 static void tg_write(struct call *c, const char *id)
 {
     json_t *next, *tgs, *res, *p, *stored = NULL;
@@ -538,16 +561,7 @@ static void tg_write(struct call *c, const char *id)
         return;
     next = xj(json_deep_copy(c->e->state));
     tgs = json_object_get(next, "targetgroups");
-    if (id) {
-        res = json_array_get(tgs, idx);
-        json_object_set_new(res, "properties", p);
-    } else {
-        emu_uuid4(nid);
-        id = nid;
-        idx = json_array_size(tgs);
-        res = xj(json_pack("{s:s, s:{}, s:o}", "id", nid, "metadata", "properties", p));
-        json_array_append_new(tgs, res);
-    }
+    res = upsert(tgs, &id, &idx, p, nid, NULL);
     err_init(&er, 422, EC_VALIDATION);
     k.skip = xj(json_object());
     {
@@ -597,16 +611,7 @@ static void alb_write(struct call *c, const char *dc, const char *id)
         return;
     next = xj(json_deep_copy(c->e->state));
     albs = emu_dc_albs(next, dc, true);
-    if (id) {
-        res = json_array_get(albs, idx);
-        json_object_set_new(res, "properties", p);
-    } else {
-        emu_uuid4(nid);
-        id = nid;
-        res = xj(json_pack("{s:s, s:{}, s:o, s:[]}", "id", nid, "metadata", "properties", p,
-                           "forwardingrules"));
-        json_array_append_new(albs, res);
-    }
+    res = upsert(albs, &id, &idx, p, nid, "forwardingrules");
     err_init(&er, 422, EC_VALIDATION);
     k.skip = xj(json_object());
     doc = emu_alb_doc(next, res);
@@ -652,16 +657,7 @@ static void fr_write(struct call *c, const char *dc, const char *alb_id, const c
     next = xj(json_deep_copy(c->e->state));
     alb = emu_find_id(emu_dc_albs(next, dc, false), alb_id, NULL);
     frs = json_object_get(alb, "forwardingrules");
-    if (id) {
-        res = json_array_get(frs, idx);
-        json_object_set_new(res, "properties", p);
-    } else {
-        emu_uuid4(nid);
-        id = nid;
-        idx = json_array_size(frs);
-        res = xj(json_pack("{s:s, s:{}, s:o}", "id", nid, "metadata", "properties", p));
-        json_array_append_new(frs, res);
-    }
+    res = upsert(frs, &id, &idx, p, nid, NULL);
     err_init(&er, 422, EC_VALIDATION);
     k.skip = xj(json_object());
     wprefix_of(&k, "forwardingRules[%zu]", idx);

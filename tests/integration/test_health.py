@@ -11,7 +11,6 @@ The harness (temp dirs, processes, diagnostics on failure) is test_proxy.ProxyTe
 assertions are only the bounds the issue names (DOWN within checkInterval x retries plus one
 interval), with a second of slack for scheduling and polling on a busy machine.
 """
-import asyncio
 import http as httplib
 import json
 import os
@@ -32,7 +31,7 @@ import wskit  # noqa: E402
 from backends import BenchServer, WebsocketsServer, pattern  # noqa: E402
 from test_proxy import PROMPT, ProxyTest  # noqa: E402
 from wskit import (OP_BINARY, Conn, WSClient, config, cond_path, encode_frame,  # noqa: E402
-                   forward, group, http, request_bytes, read_response, served_by, static)
+                   forward, group, http, served_by, static)
 
 SLACK = 1.0  # seconds of slack (scheduling, polling /status) on top of a bound the spec names
 
@@ -889,20 +888,5 @@ class Reload(HealthTest):
         self.echo_ok(t1)
 
 
-def main():
-    if len(sys.argv) < 4:
-        sys.stderr.write("usage: %s SLUICE SLUICE_BENCH SOURCE_ROOT [unittest args]\n"
-                         % sys.argv[0])
-        return 2
-    test_proxy.SLUICE = os.path.abspath(sys.argv[1])
-    test_proxy.SLUICE_BENCH = os.path.abspath(sys.argv[2])
-    test_proxy.SRC = os.path.abspath(sys.argv[3])
-    wskit.raise_nofile(20000)
-    t0 = time.monotonic()
-    prog = unittest.main(argv=[sys.argv[0], *sys.argv[4:]], verbosity=2, exit=False)
-    sys.stderr.write("test_health: %.1f s\n" % (time.monotonic() - t0))
-    return 0 if prog.result.wasSuccessful() else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(test_proxy.run_main("test_health"))

@@ -1322,7 +1322,9 @@ class Shutdown(ProxyTest):
             self.assertClosedPromptly(conn, timeout=1)
 
 
-def main():
+def run_main(name):
+    """The main() of every test file on this harness: SLUICE SLUICE_BENCH SOURCE_ROOT [unittest
+    args]. Runs the tests of the calling file's __main__ module."""
     global SLUICE, SLUICE_BENCH, SRC
     if len(sys.argv) < 4:
         sys.stderr.write("usage: %s SLUICE SLUICE_BENCH SOURCE_ROOT [unittest args]\n"
@@ -1337,10 +1339,11 @@ def main():
             return 2
     wskit.raise_nofile(20000)
     t0 = time.monotonic()
-    prog = unittest.main(argv=[sys.argv[0], *sys.argv[4:]], verbosity=2, exit=False)
-    sys.stderr.write("test_proxy: %.1f s\n" % (time.monotonic() - t0))
+    prog = unittest.main(module="__main__", argv=[sys.argv[0], *sys.argv[4:]], verbosity=2,
+                         exit=False)
+    sys.stderr.write("%s: %.1f s\n" % (name, time.monotonic() - t0))
     return 0 if prog.result.wasSuccessful() else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("test_proxy"))

@@ -50,7 +50,6 @@ import signal
 import struct
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -924,20 +923,5 @@ class Soak(ProxyTest):
             self.fail("\n".join(p))
 
 
-def main():
-    if len(sys.argv) < 4:
-        sys.stderr.write("usage: %s SLUICE SLUICE_BENCH SOURCE_ROOT [unittest args]\n"
-                         % sys.argv[0])
-        return 2
-    test_proxy.SLUICE = os.path.abspath(sys.argv[1])
-    test_proxy.SLUICE_BENCH = os.path.abspath(sys.argv[2])
-    test_proxy.SRC = os.path.abspath(sys.argv[3])
-    wskit.raise_nofile(20000)
-    t0 = time.monotonic()
-    prog = unittest.main(argv=[sys.argv[0], *sys.argv[4:]], verbosity=2, exit=False)
-    sys.stderr.write("test_soak: %.1f s\n" % (time.monotonic() - t0))
-    return 0 if prog.result.wasSuccessful() else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(test_proxy.run_main("test_soak"))

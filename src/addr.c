@@ -258,3 +258,10 @@ socklen_t sl_addr_to_sockaddr(const struct sl_addr *a, uint16_t port, struct soc
     }
     return 0;
 }
+
+char *sl_hostport(const char *ip, uint16_t port, char *buf)
+{
+    snprintf(buf, SL_ADDR_STRLEN + 8, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip,
+             (unsigned)port);
+    return buf;
+}

@@ -71,14 +71,6 @@ static bool seen_before(const struct sl_target_group *g, size_t i)
     return false;
 }
 
-static void target_label(const struct sl_target *t, char *buf, size_t len)
-{
-    if (strchr(t->ip, ':'))
-        snprintf(buf, len, "[%s]:%u", t->ip, (unsigned)t->port_orig);
-    else
-        snprintf(buf, len, "%s:%u", t->ip, (unsigned)t->port_orig);
-}
-
 /* ---- /metrics ---------------------------------------------------------------------------- */
 
 /* A label value as the text format wants it: \, " and newline escaped. */
@@ -171,7 +163,7 @@ static void target_metric(struct evbuffer *b, enum tmetric m, const struct sl_ta
     char tl[SL_ADDR_STRLEN + 8];
     uint64_t v = 0;
 
-    target_label(t, tl, sizeof(tl));
+    sl_hostport(t->ip, t->port_orig, tl);
     for (int dir = 0; dir < (m == TM_BYTES ? 2 : 1); dir++) {
         switch (m) {
         case TM_UP:
@@ -309,28 +301,14 @@ static void render_metrics(struct sl_admin *a, struct evbuffer *b)
 
 static json_t *iso_time(uint64_t ms)
 {
-    char buf[40];
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
+    char buf[SL_ISO_LEN];
 
-    if (!ms)
-        return json_null();
-    gmtime_r(&s, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), ".%03uZ", (unsigned)(ms % 1000));
-    return json_string(buf);
+    return ms ? json_string(sl_iso_ms(ms, buf)) : json_null();
 }
 
 static json_t *jstr(const char *s)
 {
     return s ? json_string(s) : json_null();
-}
-
-static const char *method_name(enum sl_http_method m)
-{
-    static const char *const names[] = {"GET", "HEAD", "PUT", "POST", "TRACE", "PATCH", "OPTIONS"};
-
-    return (unsigned)m < SL_ARRAY_LEN(names) ? names[m] : "?";
 }
 
 static json_t *status_check(const struct sl_target_group *g)
@@ -343,10 +321,8 @@ static json_t *status_check(const struct sl_target_group *g)
 
     if (h)
         json_object_set_new(c, "http", json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}", "method",
-                                                 method_name(h->method), "path", h->path,
-                                                 "matchType", h->match_type == SL_MATCH_STATUS_CODE
-                                                                  ? "STATUS_CODE"
-                                                                  : "RESPONSE_BODY",
+                                                 sl_http_method_name(h->method), "path", h->path,
+                                                 "matchType", sl_match_type_name(h->match_type),
                                                  "response", h->response, "regex", h->regex,
                                                  "negate", h->negate));
     return c;
@@ -363,7 +339,7 @@ static json_t *status_target(const struct sl_target *t, struct sl_target_state *
                                                : "UP";
     json_t *o;
 
-    target_label(t, tl, sizeof(tl));
+    sl_hostport(t->ip, t->port_orig, tl);
     o = json_pack("{s:s, s:s, s:i, s:s, s:b, s:b, s:s, s:b}", "target", tl, "address",
                   sl_addr_format_port(&t->addr, t->port, mapped), "weight", (int)t->weight,
                   "proxyProtocol", sl_proxy_protocol_name(t->proxy_protocol),
@@ -406,8 +382,7 @@ static json_t *status_listeners(const struct sl_config *cfg)
         char lst[SL_ADDR_STRLEN + 8], bound[SL_ADDR_STRLEN + 8];
         json_t *rules = json_array();
 
-        snprintf(lst, sizeof(lst), strchr(fr->listener_ip, ':') ? "[%s]:%u" : "%s:%u",
-                 fr->listener_ip, (unsigned)fr->port_orig);
+        sl_hostport(fr->listener_ip, fr->port_orig, lst);
         for (size_t k = 0; k < fr->n_rules; k++) {
             const struct sl_http_rule *r = &fr->rules[k];
             json_t *jr = json_pack("{s:o, s:s, s:i}", "name", jstr(r->name), "type",
@@ -458,13 +433,11 @@ static json_t *status_groups(const struct sl_config *cfg)
 
 static json_t *render_status(struct sl_admin *a)
 {
-    struct timespec now;
     struct totals t;
     uint64_t start = sl_stat_get(&sl_config_info.start_time_ms), now_ms;
     json_t *o;
 
-    clock_gettime(CLOCK_REALTIME, &now);
-    now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+    now_ms = sl_clock_ms(CLOCK_REALTIME);
     sum_workers(a, &t);
     o = json_pack("{s:s, s:i, s:o, s:f, s:b, s:i}", "version", SL_VERSION, "pid", (int)getpid(),
                   "started", iso_time(start), "uptimeSeconds", (double)(now_ms - start) / 1e3,

@@ -43,3 +43,14 @@ const char *sl_err_str(enum sl_err e)
     }
     return "unknown";
 }
+
+char *sl_iso_ms(uint64_t ms, char *buf)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&s, &tm);
+    strftime(buf, SL_ISO_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + 19, SL_ISO_LEN - 19, ".%03uZ", (unsigned)(ms % 1000));
+    return buf;
+}

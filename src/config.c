@@ -249,6 +249,16 @@ const char *sl_algorithm_name(enum sl_algorithm a)
     return (unsigned)a < SL_ARRAY_LEN(algorithm_names) ? algorithm_names[a] : "?";
 }
 
+const char *sl_http_method_name(enum sl_http_method m)
+{
+    return (unsigned)m < SL_ARRAY_LEN(method_names) ? method_names[m] : "?";
+}
+
+const char *sl_match_type_name(enum sl_match_type t)
+{
+    return (unsigned)t < SL_ARRAY_LEN(match_names) ? match_names[t] : "?";
+}
+
 const char *sl_proxy_protocol_name(enum sl_proxy_protocol p)
 {
     return (unsigned)p < SL_ARRAY_LEN(proxy_names) ? proxy_names[p] : "?";

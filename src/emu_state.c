@@ -19,6 +19,7 @@
 #include "emu-int.h"
 #include "sluice/config.h"
 #include "sluice/diag.h"
+#include "sluice/file.h"
 #include "sluice/json.h"
 #include "sluice/log.h"
 
@@ -64,24 +65,6 @@ static void new_etag(char out[33])
     random_bytes(b, sizeof(b));
     for (int i = 0; i < 16; i++)
         snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void iso_ms(uint64_t ms, char buf[32])
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-
-    gmtime_r(&s, &tm);
-    strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + 19, 13, ".%03uZ", (unsigned)(ms % 1000));
 }
 
 /* Milliseconds of "YYYY-MM-DDTHH:MM:SS[.mmm]Z"; 0 if it is not that. */
@@ -233,70 +216,24 @@ static int state_check(json_t *st, char *err, size_t n)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-
-        if (w == -1) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Replaces the state file with <st>: a temp file in the same directory, fsync, rename, fsync of
  * the directory, so the file is always either the old or the new document. Returns 0, or -1
  * with the reason in <err> (the old file left as it was). */
 int emu_state_save(const char *path, const json_t *st, char *err, size_t n)
 {
-    char *text = json_dumps(st, DUMP_FLAGS), *tmp = emu_xasprintf("%s.tmp", path), *dir;
-    const char *slash = strrchr(path, '/');
-    int fd = -1, rc = -1;
+    char *text = json_dumps(st, DUMP_FLAGS);
+    const char *step;
+    size_t len;
+    int rc;
 
     if (!text)
         abort();
-    dir = slash ? emu_xasprintf("%.*s", (int)(slash == path ? 1 : slash - path), path)
-                : emu_xasprintf(".");
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd == -1) {
-        snprintf(err, n, "cannot create %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (write_all(fd, text, strlen(text)) == -1 || write_all(fd, "\n", 1) == -1 ||
-        fsync(fd) == -1) {
-        snprintf(err, n, "cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (close(fd) == -1) {
-        fd = -1;
-        snprintf(err, n, "cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) == -1) {
-        snprintf(err, n, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        goto out;
-    }
-    /* The rename is durable only once the directory is. */
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd == -1 || fsync(fd) == -1) {
-        snprintf(err, n, "cannot sync directory %s: %s", dir, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    if (fd != -1)
-        close(fd);
+    len = strlen(text);
+    text[len] = '\n'; /* the NUL's place: one line feed at the end of the file */
+    rc = sl_write_file_atomic(path, text, len + 1, 0644, &step);
     if (rc == -1)
-        unlink(tmp);
+        snprintf(err, n, "cannot %s %s: %s", step, path, strerror(errno));
     free(text);
-    free(tmp);
-    free(dir);
     return rc;
 }
 
@@ -368,7 +305,7 @@ static json_t *meta_new(uint64_t now)
     char etag[33], date[32];
 
     new_etag(etag);
-    iso_ms(now, date);
+    sl_iso_ms(now, date);
     return xj(json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "etag", etag, "createdDate",
                         date, "createdBy", EMU_USER, "createdByUserId", EMU_USER_ID,
                         "lastModifiedDate", date, "lastModifiedBy", EMU_USER,
@@ -384,7 +321,7 @@ static void meta_touch(json_t *m, uint64_t now)
     if (now <= prev)
         now = prev + 1;
     new_etag(etag);
-    iso_ms(now, date);
+    sl_iso_ms(now, date);
     json_object_set_new(m, "etag", json_string(etag));
     json_object_set_new(m, "lastModifiedDate", json_string(date));
     json_object_set_new(m, "lastModifiedBy", json_string(EMU_USER));
@@ -403,7 +340,7 @@ void emu_add_request(json_t *st, char rid[37], const char *method, const char *u
 
     emu_uuid4(rid);
     new_etag(etag);
-    iso_ms(now_ms(), date);
+    sl_iso_ms(sl_clock_ms(CLOCK_REALTIME), date);
     json_array_append_new(reqs, xj(json_pack("{s:s, s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:s}]}",
                                              "id", rid, "createdDate", date, "etag", etag,
                                              "method", method, "url", url, "targets", "id", id,
@@ -537,7 +474,7 @@ static void fill_defaults(enum kind k, json_t *p)
  * properties, and new metadata when <created>, else the old one touched. */
 void emu_stamp(enum kind k, json_t *res, bool created)
 {
-    uint64_t now = now_ms();
+    uint64_t now = sl_clock_ms(CLOCK_REALTIME);
 
     fill_defaults(k, json_object_get(res, "properties"));
     if (created)

@@ -303,15 +303,10 @@ void conn_json_str(struct evbuffer *b, const char *s, size_t n)
 
 void conn_log_start(struct evbuffer *b, const char *type)
 {
-    struct timeval now;
-    struct tm tm;
-    char ts[40];
+    char ts[SL_ISO_LEN];
 
-    gettimeofday(&now, NULL);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    evbuffer_add_printf(b, "{\"time\":\"%s.%03ldZ\",\"type\":\"%s\",", ts,
-                        (long)(now.tv_usec / 1000), type);
+    evbuffer_add_printf(b, "{\"time\":\"%s\",\"type\":\"%s\",",
+                        sl_iso_ms(sl_clock_ms(CLOCK_REALTIME), ts), type);
 }
 
 void front_log_request(struct sl_conn *c, const char *action)

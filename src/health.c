@@ -95,25 +95,6 @@ struct sl_health {
 /* The passive signal finds the checker here; NULL while none runs. */
 static _Atomic(struct sl_health *) the_health;
 
-static const char *const method_names[] = {"GET", "HEAD", "PUT", "POST", "TRACE", "PATCH",
-                                           "OPTIONS"};
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* xorshift64*: the first-check offsets only need to be spread, not secret. */
 static uint64_t rng_next(struct sl_health *h)
 {
@@ -241,7 +222,7 @@ static void log_change(const struct checker *c, bool down, enum sl_check_result 
         snprintf(how, sizeof(how), "passive: connects while proxying failed");
     else if (hc)
         snprintf(how, sizeof(how), "%u failed check%s in a row, HTTP %s %s", c->fails,
-                 c->fails == 1 ? "" : "s", method_names[hc->method], hc->path);
+                 c->fails == 1 ? "" : "s", sl_http_method_name(hc->method), hc->path);
     else
         snprintf(how, sizeof(how), "%u failed check%s in a row, TCP connect", c->fails,
                  c->fails == 1 ? "" : "s");
@@ -280,7 +261,7 @@ static void flap_tick(struct checker *c, uint64_t now)
 static void change(struct checker *c, bool down, enum sl_check_result r, bool passive)
 {
     struct sl_health *h = c->h;
-    uint64_t now = mono_ms();
+    uint64_t now = sl_clock_ms(CLOCK_MONOTONIC);
     char who[256], sb[64];
 
     /* down_result first: whoever sees down also sees why */
@@ -324,7 +305,7 @@ static void account(struct checker *c, enum sl_check_result r, unsigned n, bool 
         if (c->fails >= need && !atomic_load(&c->st->down))
             change(c, true, r, passive);
     }
-    flap_tick(c, mono_ms());
+    flap_tick(c, sl_clock_ms(CLOCK_MONOTONIC));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -351,7 +332,7 @@ static void check_done(struct checker *c, enum sl_check_result r)
     check_end(c);
     atomic_store(&st->last_result, (int)r);
     atomic_store(&st->last_status, c->status);
-    atomic_store(&st->last_check_ms, wall_ms());
+    atomic_store(&st->last_check_ms, sl_clock_ms(CLOCK_REALTIME));
     atomic_fetch_add(&st->checks, 1);
     if (r != SL_CHECK_OK)
         atomic_fetch_add(&st->check_fails, 1);
@@ -372,7 +353,7 @@ static int request_build(struct checker *c)
     static const char fmt[] = "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-health-check\r\n"
                               "Accept: */*\r\n%sConnection: close\r\n\r\n";
     const struct sl_http_health_check *hc = c->group->http_check;
-    const char *m = method_names[hc->method], *path = hc->path ? hc->path : "/";
+    const char *m = sl_http_method_name(hc->method), *path = hc->path ? hc->path : "/";
     /* a body-taking method without a length is refused (411) by some servers */
     const char *cl = hc->method == SL_METHOD_POST || hc->method == SL_METHOD_PUT ||
                      hc->method == SL_METHOD_PATCH ? "Content-Length: 0\r\n" : "";
@@ -637,7 +618,7 @@ static void check_start(struct checker *c)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct checker *c = arg;
-    uint64_t now = mono_ms(), iv = interval_ms(c->group);
+    uint64_t now = sl_clock_ms(CLOCK_MONOTONIC), iv = interval_ms(c->group);
 
     (void)fd;
     (void)what;
@@ -799,7 +780,7 @@ static int reconcile(struct sl_health *h, struct sl_config *cfg)
         c->st = w[i].st;
         state_reset(c->st);
         off = rng_next(h) % interval_ms(c->group);
-        c->next_ms = mono_ms() + off;
+        c->next_ms = sl_clock_ms(CLOCK_MONOTONIC) + off;
         add_ms(&c->timer, off);
     }
     for (size_t i = 0; i < h->n_checkers; i++)
@@ -854,7 +835,7 @@ static void take_passive(struct sl_health *h)
             why = SL_CHECK_ERROR;
         /* lastCheck tells of this failure, not of an older check's status or time */
         atomic_store(&c->st->last_status, 0);
-        atomic_store(&c->st->last_check_ms, wall_ms());
+        atomic_store(&c->st->last_check_ms, sl_clock_ms(CLOCK_REALTIME));
         atomic_store(&c->st->last_result, why);
         atomic_fetch_add(&c->st->check_fails, n);
         account(c, (enum sl_check_result)why, n, true);
@@ -942,7 +923,7 @@ struct sl_health *sl_health_start(sl_health_hook hook, void *arg)
         goto fail;
     }
     if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
-        seed = wall_ms() ^ (uint64_t)getpid() << 32 ^ (uintptr_t)h;
+        seed = sl_clock_ms(CLOCK_REALTIME) ^ (uint64_t)getpid() << 32 ^ (uintptr_t)h;
     h->rng = seed ? seed : 1; /* xorshift stays at 0 */
     event_assign(&h->kick, h->base, h->efd, EV_READ | EV_PERSIST, kick_cb, h);
     event_add(&h->kick, NULL);

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sluice/file.h"
+
 #define QUEUE_MAX (4u << 20) /* bytes queued per log before lines are dropped */
 
 struct queue {
@@ -37,21 +39,6 @@ static struct {
 };
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
-
-static void write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-
-        if (w == -1) {
-            if (errno == EINTR)
-                continue;
-            return; /* nowhere left to complain */
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-}
 
 /* Appends under lg.mu; false when the queue is full. */
 static bool queue_put(struct queue *q, const char *line, size_t len)
@@ -99,7 +86,7 @@ static void *log_main(void *arg)
             q->len = 0;
             pthread_mutex_unlock(&lg.mu);
             if (q->fd != -1)
-                write_all(q->fd, buf, len);
+                (void)sl_write_all(q->fd, buf, len); /* a failure has nowhere to go */
             pthread_mutex_lock(&lg.mu);
             spare[i] = buf;
             spare_cap[i] = cap;
@@ -190,7 +177,7 @@ void sl_log(enum sl_log_level level, const char *fmt, ...)
         n = sizeof(line) - 1;
     if (!lg.running) {
         line[n] = '\n';
-        write_all(2, line, (size_t)n + 1);
+        (void)sl_write_all(2, line, (size_t)n + 1);
         return;
     }
     enqueue(0, line, (size_t)n);

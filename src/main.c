@@ -331,19 +331,6 @@ struct run {
     atomic_bool close_on_down; /* sluice.closeOnTargetDown, for the checker's thread */
 };
 
-static uint64_t now_us(clockid_t clk)
-{
-    struct timespec ts;
-
-    clock_gettime(clk, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static uint64_t now_ms(clockid_t clk)
-{
-    return now_us(clk) / 1000;
-}
-
 /* On the health checker's thread: with closeOnTargetDown, workers close the tunnels to a
  * target that went down. */
 static void on_target_health(struct sl_target_state *st, bool down, void *arg)
@@ -411,8 +398,8 @@ static int apply(struct run *r, struct sl_config *cfg, const char *origin, uint6
     r->drain_ms = cfg->local.drain_timeout_ms;
     atomic_store(&r->close_on_down, cfg->local.close_on_target_down);
     gen = sl_stat_get(&sl_config_info.generation) + 1;
-    sl_config_info.load_duration_us = now_us(CLOCK_MONOTONIC) - t0;
-    sl_config_info.load_time_ms = now_ms(CLOCK_REALTIME);
+    sl_config_info.load_duration_us = sl_clock_us(CLOCK_MONOTONIC) - t0;
+    sl_config_info.load_time_ms = sl_clock_ms(CLOCK_REALTIME);
     sl_config_info.generation = gen;
     sl_log(SL_LOG_INFO, "reload: generation %llu from %s: %zu forwarding rule%s, %zu target "
            "group%s; open connections and tunnels keep the config they started with",
@@ -439,7 +426,7 @@ static void reload(struct run *r)
 {
     struct sl_diags d;
     struct sl_config *cfg;
-    uint64_t t0 = now_us(CLOCK_MONOTONIC);
+    uint64_t t0 = sl_clock_us(CLOCK_MONOTONIC);
 
     if (r->stops) {
         sl_log(SL_LOG_WARN, "SIGHUP while stopping: not reloading");
@@ -475,7 +462,7 @@ static int on_sync_doc(json_t *doc, const char *origin, char *why, size_t why_le
     struct sl_load_opts o = { .map = r->cli->maps, .n_map = r->cli->n_maps };
     struct sl_diags d;
     struct sl_config *cfg;
-    uint64_t t0 = now_us(CLOCK_MONOTONIC);
+    uint64_t t0 = sl_clock_us(CLOCK_MONOTONIC);
 
     sl_diags_init(&d, origin);
     cfg = sl_config_load_json(origin, doc, NULL, &o, &d);
@@ -497,7 +484,7 @@ static int on_sync_doc(json_t *doc, const char *origin, char *why, size_t why_le
         if (r->cfg)
             sl_config_unref(r->cfg);
         r->cfg = cfg;
-        sl_config_info.load_duration_us = now_us(CLOCK_MONOTONIC) - t0;
+        sl_config_info.load_duration_us = sl_clock_us(CLOCK_MONOTONIC) - t0;
         return 0;
     }
     if (r->stops) {
@@ -624,8 +611,8 @@ static int cmd_run(int argc, char **argv)
     if ((rc = parse_args(argc, argv, "map threads sync", &c)))
         return rc < 0 ? 0 : rc;
     r.cli = &c;
-    sl_config_info.start_time_ms = now_ms(CLOCK_REALTIME);
-    t0 = now_us(CLOCK_MONOTONIC);
+    sl_config_info.start_time_ms = sl_clock_ms(CLOCK_REALTIME);
+    t0 = sl_clock_us(CLOCK_MONOTONIC);
     if (c.config) {
         cfg = load_checked(&c, &d, stderr);
         sl_diags_deinit(&d);
@@ -635,7 +622,7 @@ static int cmd_run(int argc, char **argv)
             return 1;
         }
     }
-    sl_config_info.load_duration_us = now_us(CLOCK_MONOTONIC) - t0;
+    sl_config_info.load_duration_us = sl_clock_us(CLOCK_MONOTONIC) - t0;
     signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an EPIPE, not a death */
     raise_nofile();
     r.base = event_base_new();
@@ -667,7 +654,7 @@ static int cmd_run(int argc, char **argv)
         r.cfg = cfg;
     }
     cfg = NULL;
-    sl_config_info.load_time_ms = now_ms(CLOCK_REALTIME);
+    sl_config_info.load_time_ms = sl_clock_ms(CLOCK_REALTIME);
     sl_config_info.generation = 1;
     if (sl_log_start(r.cfg->local.access_log, SL_LOG_INFO) == -1) {
         fprintf(stderr, "sluice: access log %s: %s\n", r.cfg->local.access_log,

@@ -96,8 +96,7 @@ int sl_rule_table_init(struct sl_rule_table *t, const struct sl_config *cfg)
         const char *frname = fr->name ? fr->name : fr->id ? fr->id : "";
 
         /* Labelled with the listener as written (not as mapped): what the operator knows. */
-        snprintf(lst, sizeof(lst), strchr(fr->listener_ip, ':') ? "[%s]:%u" : "%s:%u",
-                 fr->listener_ip, (unsigned)fr->port_orig);
+        sl_hostport(fr->listener_ip, fr->port_orig, lst);
         t->base[i] = n;
         t->slots[n++] = sl_rule_stats_get(lst, frname, "");
         for (size_t k = 0; k < fr->n_rules; k++)

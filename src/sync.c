@@ -19,6 +19,7 @@
 #include <event2/event.h>
 
 #include "sluice/common.h"
+#include "sluice/file.h"
 #include "sluice/log.h"
 #include "sluice/sync.h"
 
@@ -79,14 +80,6 @@ struct sl_sync {
     struct sl_sync_status st;
     uint64_t rng;
 };
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t rnd(struct sl_sync *s)
 {
@@ -376,45 +369,6 @@ static void strip(json_t *j)
     }
 }
 
-static int write_atomic(const char *path, const char *text)
-{
-    char tmp[PATH_MAX], dir[PATH_MAX], *slash;
-    size_t len = strlen(text);
-    int fd, dfd, e;
-
-    if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
-        return errno = ENAMETOOLONG, -1;
-    fd = mkstemp(tmp);
-    if (fd == -1)
-        return -1;
-    if (write(fd, text, len) != (ssize_t)len || fsync(fd) == -1) {
-        e = errno;
-        close(fd);
-        unlink(tmp);
-        return errno = e, -1;
-    }
-    if (close(fd) == -1) {
-        e = errno;
-        unlink(tmp);
-        return errno = e, -1;
-    }
-    if (rename(tmp, path) == -1) {
-        e = errno;
-        unlink(tmp);
-        return errno = e, -1;
-    }
-    snprintf(dir, sizeof(dir), "%s", path);
-    slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
-    dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd != -1) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
-}
-
 static void mkdirs(const char *path)
 {
     char buf[PATH_MAX];
@@ -501,7 +455,7 @@ static void poll_done(struct sl_sync *s)
     s->phase = IDLE;
     if (s->stopped)
         return;
-    s->st.last_attempt_ms = wall_ms();
+    s->st.last_attempt_ms = sl_clock_ms(CLOCK_REALTIME);
     if (!failed) {
         json_t *doc = json_object(), *canon;
         char *text = NULL;
@@ -526,6 +480,7 @@ static void poll_done(struct sl_sync *s)
 
             if (prc == 0) {
                 char *pretty = json_dumps(doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+                const char *step = "build";
 
                 free(s->last_doc);
                 s->last_doc = text;
@@ -533,8 +488,10 @@ static void poll_done(struct sl_sync *s)
                 s->st.updates++;
                 s->st.from_cache = false;
                 mkdirs(s->cache);
-                if (!pretty || write_atomic(s->cache, pretty) == -1)
-                    sl_log(SL_LOG_WARN, "sync: cannot write the cache %s: %s", s->cache,
+                /* 0600: the whole config, no credentials, still nobody else's business */
+                if (!pretty || sl_write_file_atomic(s->cache, pretty, strlen(pretty), 0600,
+                                                    &step) == -1)
+                    sl_log(SL_LOG_WARN, "sync: cannot %s the cache %s: %s", step, s->cache,
                            strerror(errno));
                 free(pretty);
             } else if (prc == -2) {
@@ -707,7 +664,7 @@ struct sl_sync *sl_sync_new(struct event_base *base, const struct sl_sync_opts *
     s->local = o->local ? json_incref(o->local) : NULL;
     s->groups = json_array();
     if (getrandom(&s->rng, sizeof(s->rng), 0) != sizeof(s->rng) || !s->rng)
-        s->rng = (uint64_t)wall_ms() ^ ((uint64_t)getpid() << 32) ^ 1;
+        s->rng = (uint64_t)sl_clock_ms(CLOCK_REALTIME) ^ ((uint64_t)getpid() << 32) ^ 1;
     s->api = api_base(o->api_url);
     s->cache = o->cache_file ? strdup(o->cache_file) : default_cache(o);
     if (!s->api || !s->cache || !s->groups)

@@ -368,14 +368,6 @@ static void tunnel_flush(struct tunnel_ctx *x, const struct sl_tunnel_info *info
     x->flushed_down += down;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void visit_tick(struct sl_tunnel *t, const struct sl_tunnel_info *info, void *arg,
                        void *ud)
 {
@@ -389,7 +381,7 @@ static void visit_tick(struct sl_tunnel *t, const struct sl_tunnel_info *info, v
 
 void upstream_tunnels_tick(struct sl_worker *w)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = sl_clock_ms(CLOCK_MONOTONIC);
 
     sl_tunnel_list_foreach(&w->tunnels, visit_tick, &now);
 }
@@ -438,7 +430,7 @@ void upstream_tunnels_reload(struct sl_worker *w, const struct sl_config *cfg)
                 r.n++;
     qsort(r.states, r.n, sizeof(*r.states), cmp_ptr);
     /* 1 ms, not 0, for drainTimeout 0: "close at once" on the next tick */
-    r.close_at = cfg->local.drain_timeout_set ? mono_ms() + cfg->local.drain_timeout_ms + 1 : 0;
+    r.close_at = cfg->local.drain_timeout_set ? sl_clock_ms(CLOCK_MONOTONIC) + cfg->local.drain_timeout_ms + 1 : 0;
     sl_tunnel_list_foreach(&w->tunnels, visit_reload, &r);
     free(r.states);
     if (cfg->local.drain_timeout_set && cfg->local.drain_timeout_ms == 0)

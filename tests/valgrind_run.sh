@@ -31,16 +31,10 @@ valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
     "$B/sluice" run "$dir/c.json" 2>"$dir/vg.log" &
 vg=$!
 ok=1
-/usr/bin/python3 - "$LP" "$AP" <<'PY' || ok=0
-import socket, sys, time
-port = int(sys.argv[1])
-admin = int(sys.argv[2])
-for _ in range(200):  # valgrind starts slowly: up to 20 s
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.1).close(); break
-    except OSError:
-        time.sleep(0.1)
-def get(path, port=port):
+# One plain HTTP GET (status code only), for both Python steps below.
+cat > "$dir/vgget.py" <<'PY'
+import socket
+def get(path, port):
     s = socket.create_connection(("127.0.0.1", port), 10)
     s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: v\r\nConnection: close\r\n\r\n")
     d = b""
@@ -49,7 +43,18 @@ def get(path, port=port):
         if not x: break
         d += x
     return d.split(b" ")[1]
-codes = [get(b"/tea"), get(b"/a"), get(b"/b"), get(b"/c"), get(b"/d")]
+PY
+PYTHONPATH="$dir" /usr/bin/python3 - "$LP" "$AP" <<'PY' || ok=0
+import socket, sys, time
+from vgget import get
+port = int(sys.argv[1])
+admin = int(sys.argv[2])
+for _ in range(200):  # valgrind starts slowly: up to 20 s
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.1).close(); break
+    except OSError:
+        time.sleep(0.1)
+codes = [get(p, port) for p in (b"/tea", b"/a", b"/b", b"/c", b"/d")]
 print("valgrind run: statuses", codes)
 # The dead target refuses; sluice retries on the live one, so every request succeeds.
 assert codes == [b"418"] + [b"200"] * 4, codes
@@ -67,19 +72,10 @@ cp "$dir/good.json" "$dir/c.json"
 wait "$bulk" || ok=0
 grep -q "reload: generation 2" "$dir/vg.log" || { echo "valgrind run: no reload"; ok=0; }
 grep -q "refused; the running config stays" "$dir/vg.log" || { echo "valgrind run: bad reload not refused"; ok=0; }
-/usr/bin/python3 - "$LP" "$AP" <<'PY' || ok=0
-import socket, sys
-port = int(sys.argv[1])
-admin = int(sys.argv[2])
-def get(path, port=port):
-    s = socket.create_connection(("127.0.0.1", port), 10)
-    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: v\r\nConnection: close\r\n\r\n")
-    d = b""
-    while True:
-        x = s.recv(65536)
-        if not x: break
-        d += x
-    return d.split(b" ")[1]
+PYTHONPATH="$dir" /usr/bin/python3 - "$AP" <<'PY' || ok=0
+import sys
+from vgget import get
+admin = int(sys.argv[1])
 codes = [get(b"/metrics", admin), get(b"/status", admin), get(b"/healthz", admin),
          get(b"/nope", admin)]
 print("valgrind run: admin statuses", codes)

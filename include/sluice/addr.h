@@ -30,6 +30,9 @@ bool sl_addr_is_any(const struct sl_addr *a);
 char *sl_addr_format(const struct sl_addr *a, char *buf);
 /* "ip:port", IPv6 as "[ip]:port"; <buf> at least SL_ADDR_STRLEN + 8 bytes. */
 char *sl_addr_format_port(const struct sl_addr *a, uint16_t port, char *buf);
+/* "<ip>:<port>" for an address as written in a config ("[<ip>]:<port>" for IPv6), into <buf>
+ * (SL_ADDR_STRLEN + 8 bytes); returns <buf>. For labels that name what the operator wrote. */
+char *sl_hostport(const char *ip, uint16_t port, char *buf);
 /* Parses "IP:PORT" or "[IPv6]:PORT"; -1 if invalid. */
 int sl_addr_parse_port(const char *s, struct sl_addr *out, uint16_t *port);
 /* Conversion from and to socket addresses. */

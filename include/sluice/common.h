@@ -3,8 +3,10 @@
 #define SLUICE_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* Steps that may wait return one of these (nginx-style); plain calls return 0 or -1. */
 enum sl_status {
@@ -50,6 +52,24 @@ enum sl_err {
     SL_ERR_TARGET_REMOVED,  /* a reload removed the target and sluice.drainTimeout passed */
     SL_ERR_COUNT
 };
+
+/* Microseconds and milliseconds of <clk>: CLOCK_MONOTONIC for durations and deadlines,
+ * CLOCK_REALTIME for timestamps (since the epoch). */
+static inline uint64_t sl_clock_us(clockid_t clk)
+{
+    struct timespec ts;
+
+    clock_gettime(clk, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+static inline uint64_t sl_clock_ms(clockid_t clk)
+{
+    return sl_clock_us(clk) / 1000u;
+}
+
+/* "2026-11-24T03:39:19.991Z" for <ms> since the epoch, into <buf> (SL_ISO_LEN bytes). */
+#define SL_ISO_LEN 32
+char *sl_iso_ms(uint64_t ms, char *buf);
 
 /* The reason as a short lower-case phrase ("target refused the connection"). */
 const char *sl_err_str(enum sl_err e);

@@ -42,5 +42,7 @@ const char *sl_cond_op_name(enum sl_cond_op op);
 const char *sl_rule_type_name(enum sl_rule_type t);
 const char *sl_algorithm_name(enum sl_algorithm a);
 const char *sl_proxy_protocol_name(enum sl_proxy_protocol p);
+const char *sl_http_method_name(enum sl_http_method m);   /* httpHealthCheck.method */
+const char *sl_match_type_name(enum sl_match_type t);     /* httpHealthCheck.matchType */
 
 #endif

@@ -626,6 +626,8 @@ class Admin(HealthTest):
         wskit.wait_until(lambda: self.get(s, "/healthz").status == 503, PROMPT)
         self.assertEqual(self.get(s, "/healthz").body, b"draining\n")
         self.assertTrue(self.status(s)["draining"])
+        c.close()  # the last connection: the drain ends, sluice exits
+        self.assertEqual(s.wait(PROMPT), 0)
 
     def test_admin_address_in_use(self):
         """An admin address given explicitly must be served: sluice does not start without it;

@@ -55,7 +55,10 @@ class HealthTest(ProxyTest):
     """ProxyTest plus the admin endpoint: every sluice here serves it on its own port."""
 
     def start(self, cfg, **kw):
+        taken = {fr["properties"]["listenerPort"] for fr in cfg["forwardingRules"]}
         admin = wskit.free_port()
+        while admin in taken:  # free_port may hand out a port the config already uses
+            admin = wskit.free_port()
         cfg["sluice"]["admin"] = "127.0.0.1:%d" % admin
         s = self.sluice(cfg, **kw)
         s.admin = admin

@@ -113,6 +113,8 @@ class SyncTest(HealthTest):
     def local(self, api_port, dc, alb, listen_port, maps, **extra):
         """The file `sluice run` gets: only the sluice block (admin, address map, sync)."""
         admin = wskit.free_port()
+        while admin in (listen_port, api_port):  # free_port may repeat itself
+            admin = wskit.free_port()
         sl = {"threads": 1, "admin": "127.0.0.1:%d" % admin, "accessLog": "-",
               "addressMap": maps,
               "sync": {"datacenterId": dc, "applicationLoadBalancerId": alb,

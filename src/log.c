@@ -1,7 +1,9 @@
 /* The error log and the access log. Workers never write to a file themselves: they append
  * lines to a bounded in-memory queue under a mutex held for one memcpy, and the log thread
  * swaps the queue out and writes it. A full queue drops lines (counted), so a stalled stdout
- * slows nothing but the log. */
+ * slows nothing but the log. Error lines wake the log thread at once; access lines only past
+ * ACCESS_WAKE bytes, else they wait for its FLUSH_MS period: waking it (a futex call, a
+ * context switch and a write) for every request cost more than the request itself. */
 #include "sluice/log.h"
 
 #include <errno.h>
@@ -11,11 +13,14 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sluice/file.h"
 
-#define QUEUE_MAX (4u << 20) /* bytes queued per log before lines are dropped */
+#define QUEUE_MAX (4u << 20)    /* bytes queued per log before lines are dropped */
+#define ACCESS_WAKE (64u << 10) /* access-log bytes that wake the writer early */
+#define FLUSH_MS 100            /* the longest an access line waits in the queue */
 
 struct queue {
     char *buf;
@@ -27,7 +32,7 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;
-    bool running, stopping;
+    bool running, stopping, sleeping;
     struct queue q[2]; /* 0: error log (stderr), 1: access log */
     enum sl_log_level level;
     atomic_uint_fast64_t dropped;
@@ -71,8 +76,27 @@ static void *log_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&lg.mu);
     for (;;) {
-        while (!lg.stopping && lg.q[0].len == 0 && lg.q[1].len == 0)
+        while (!lg.stopping && lg.q[0].len == 0 && lg.q[1].len == 0) {
+            lg.sleeping = true;
             pthread_cond_wait(&lg.cv, &lg.mu);
+            lg.sleeping = false;
+        }
+        /* Access lines only: let more of them gather for one write. */
+        if (!lg.stopping && lg.q[0].len == 0 && lg.q[1].len < ACCESS_WAKE) {
+            struct timespec until;
+
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += FLUSH_MS * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            lg.sleeping = true;
+            while (!lg.stopping && lg.q[0].len == 0 && lg.q[1].len < ACCESS_WAKE &&
+                   pthread_cond_timedwait(&lg.cv, &lg.mu, &until) == 0)
+                ;
+            lg.sleeping = false;
+        }
         for (int i = 0; i < 2; i++) {
             struct queue *q = &lg.q[i];
             char *buf = q->buf;
@@ -102,6 +126,7 @@ static void *log_main(void *arg)
 
 int sl_log_start(const char *access_path, enum sl_log_level level)
 {
+    pthread_condattr_t ca;
     int fd = -1;
 
     if (access_path && !strcmp(access_path, "-"))
@@ -114,6 +139,12 @@ int sl_log_start(const char *access_path, enum sl_log_level level)
     lg.q[1].fd = fd;
     lg.level = level;
     lg.stopping = false;
+    /* The flush period is measured on the monotonic clock: a clock step must not hold the
+     * access log back. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&lg.cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&lg.thread, NULL, log_main, NULL) != 0) {
         if (fd > 2)
             close(fd);
@@ -151,7 +182,9 @@ static void enqueue(int i, const char *line, size_t len)
 
     pthread_mutex_lock(&lg.mu);
     ok = queue_put(&lg.q[i], line, len);
-    if (ok)
+    /* An access line wakes the writer only when it is asleep with nothing queued (it then
+     * waits FLUSH_MS by itself) or when the queue is long; an error line always. */
+    if (ok && lg.sleeping && (i == 0 || lg.q[i].len == len + 1 || lg.q[i].len >= ACCESS_WAKE))
         pthread_cond_signal(&lg.cv);
     pthread_mutex_unlock(&lg.mu);
     if (!ok)

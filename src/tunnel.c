@@ -1,9 +1,12 @@
 /* The tunnel behind a WebSocket 101: one sl_tunnel owns the client and target sockets, one
- * struct event on each, and moves bytes both ways socket -> pipe -> socket with splice(2).
- * Pipes come from the worker's pool only while bytes are in flight; without one (pool empty,
- * out of fds, splice unsupported) a direction copies through a 16 KiB buffer held only while
- * it has bytes. It does not look at WebSocket frames: it is a byte pipe with half-close,
- * reset and idle-timeout rules. Single-threaded, like the worker that owns it. */
+ * struct event on each, and moves bytes both ways. Small messages are copied: one read into a
+ * 16 KiB buffer from the worker's cache and one send, two syscalls and no page allocation,
+ * which beats socket -> pipe -> socket for a chat-sized frame. A direction whose read fills
+ * that buffer is streaming: it switches to splice(2) through a pipe, zero-copy, until a read
+ * comes back small again. Pipes and buffers come from the worker's pool only while bytes are
+ * in flight; without a pipe (pool empty, out of fds, splice unsupported) a direction copies. It
+ * does not look at WebSocket frames: it is a byte pipe with half-close, reset and idle-timeout
+ * rules. Single-threaded, like the worker that owns it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -53,6 +56,7 @@ enum {
     DIR_F_SHUT = 1 << 1,     /* ... and it was passed on: shutdown(dst, SHUT_WR) done */
     DIR_F_NOSPLICE = 1 << 2, /* splice refused these fds: copy from now on */
     DIR_F_BUF_COPY = 1 << 3, /* buf is a COPY_BUF_SIZE buffer (back to the pool's cache) */
+    DIR_F_STREAM = 1 << 4,   /* reads fill buffers: splice (see the top of the file) */
 };
 
 enum {
@@ -393,10 +397,10 @@ static void dir_saw_eof(struct sl_tunnel *t, int i)
         t->first_eof = i == 0 ? SL_ERR_CLIENT_CLOSED : SL_ERR_TARGET_CLOSED;
 }
 
-/* Reads from fd[i] into pipe <p> until the socket is empty (EAGAIN) or the pipe is full;
- * the pipe stays attached if it got bytes. Returns the bytes read (*more: the pipe filled
- * up, the socket may hold more), 0 at EOF, SL_AGAIN, SL_DECLINED (splice unsupported and
- * nothing read: copy instead) or SL_ERROR. */
+/* Reads from fd[i] into pipe <p> while the reads come back large, until the socket is empty
+ * or the pipe full; the pipe stays attached if it got bytes. Returns the bytes read (*more: the
+ * pipe filled up, the socket may hold more), 0 at EOF, SL_AGAIN, SL_DECLINED (splice unsupported
+ * and nothing read: copy instead) or SL_ERROR. */
 static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, bool *more)
 {
     struct tun_dir *d = &t->dir[i];
@@ -414,6 +418,12 @@ static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, 
                 *more = true;
                 break;
             }
+            /* One splice takes all the socket holds, up to the pipe's room or slots: after
+             * a small one it is most likely empty, and the EAGAIN of asking again would be
+             * a wasted syscall (level-triggered EV_READ brings us back if more came). A
+             * large one means a stream still arriving: keep filling the pipe. */
+            if (n < COPY_BUF_SIZE)
+                break;
             continue;
         }
         if (n == 0) {
@@ -443,6 +453,8 @@ static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, 
     else
         pipe_put(t->pool, p);
     if (got > 0) {
+        if (got < COPY_BUF_SIZE)
+            d->flags &= ~DIR_F_STREAM; /* the stream has dried up: copy small messages */
         t->flags |= TUN_F_MOVED;
         return got;
     }
@@ -472,6 +484,8 @@ static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
         /* A short read means the socket is empty now: skip the read that would only say
          * EAGAIN. */
         *more = n == COPY_BUF_SIZE;
+        if (*more)
+            d->flags |= DIR_F_STREAM; /* a full buffer: the next reads splice */
         t->flags |= TUN_F_MOVED;
         return n;
     }
@@ -542,7 +556,8 @@ static int dir_pump(struct sl_tunnel *t, int i)
         struct tun_pipe *p;
 
         more = false;
-        if (!(d->flags & DIR_F_NOSPLICE) && (p = pipe_get(t->pool)) != NULL)
+        if ((d->flags & (DIR_F_STREAM | DIR_F_NOSPLICE)) == DIR_F_STREAM &&
+            (p = pipe_get(t->pool)) != NULL)
             n = tunnel_splice_in(t, i, p, &more);
         if (n == SL_DECLINED)
             n = copy_in(t, i, &more);
@@ -697,11 +712,32 @@ static int dir_handover(struct tun_dir *d, const void *data, size_t len)
     return 0;
 }
 
-/* Makes and starts the tunnel between <client_fd> and <target_fd> (see tunnel.h). No I/O
- * here: the handed-over bytes wait for EV_WRITE, so a write error can never call <done>
- * before the caller has the pointer. Returns the tunnel, owning both fds and linked into
- * <list>; or NULL (out of memory, or event_add failed) with both fds closed and <done> not
- * called. */
+/* Sends what direction <i> was handed over, as far as the socket takes it now: the 101 goes
+ * out without a round through epoll. An error leaves the bytes in place for the EV_WRITE
+ * path, which meets it again and ends the tunnel from its callback. */
+static void dir_handover_send(struct sl_tunnel *t, int i)
+{
+    struct tun_dir *d = &t->dir[i];
+    ssize_t n;
+
+    if (!d->buf)
+        return;
+    do {
+        n = send(t->fd[!i], d->buf + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n == -1 && errno == EINTR);
+    if (n <= 0)
+        return;
+    d->off += (uint32_t)n;
+    t->bytes[i] += (uint64_t)n;
+    if (d->off == d->len)
+        dir_drop_buf(t, d);
+}
+
+/* Makes and starts the tunnel between <client_fd> and <target_fd> (see tunnel.h). It sends
+ * the handed-over bytes if the sockets take them, but never fails or ends on a write error
+ * (see dir_handover_send), so <done> can never run before the caller has the pointer. Returns the
+ * tunnel, owning both fds and linked into <list>; or NULL (out of memory, or event_add failed) with
+ * both fds closed and <done> not called. */
 struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *pool,
                                 struct sl_tunnel_list *list, int client_fd, int target_fd,
                                 const void *to_target, size_t to_target_len, const void *to_client,
@@ -727,6 +763,8 @@ struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *po
     if (dir_handover(&t->dir[0], to_target, to_target_len) == -1 ||
         dir_handover(&t->dir[1], to_client, to_client_len) == -1)
         goto fail;
+    dir_handover_send(t, 1);
+    dir_handover_send(t, 0);
     if (idle_ms > 0) {
         struct timeval tv = {.tv_sec = idle_ms / 1000, .tv_usec = (idle_ms % 1000) * 1000};
         /* One queue per distinct duration, O(1) add and remove, instead of the min-heap:

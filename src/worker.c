@@ -25,11 +25,11 @@
 struct sl_workers {
     struct sl_worker *w;
     unsigned n;
-    int *stop_fd;             /* one eventfd per worker */
-    int done_fd;              /* eventfd: each worker adds 1 as its loop ends */
+    int *stop_fd; /* one eventfd per worker */
+    int done_fd;  /* eventfd: each worker adds 1 as its loop ends */
     _Atomic uint32_t drain_ms;
-    struct sl_config *cur;    /* the snapshot last handed to the workers (main thread's) */
-    pthread_mutex_t lock;     /* guards every worker's pending reload */
+    struct sl_config *cur; /* the snapshot last handed to the workers (main thread's) */
+    pthread_mutex_t lock;  /* guards every worker's pending reload */
 };
 
 /* A reload on its way to one worker: the snapshot and, for each of its distinct listener
@@ -79,13 +79,12 @@ static int listen_socket(const struct sl_forwarding_rule *fr)
     if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, 4096) == -1)
         goto fail;
     return fd;
-fail:
-    {
-        int e = errno;
+fail : {
+    int e = errno;
 
-        close(fd);
-        errno = e;
-    }
+    close(fd);
+    errno = e;
+}
     return -1;
 }
 
@@ -256,8 +255,7 @@ static struct sl_gen *gen_new(struct sl_worker *w, struct sl_config *cfg, int *f
         ln->addr = fr->listen;
         ln->port = fr->port;
         if (ln->fd != -1)
-            event_assign(&ln->ev, w->base, ln->fd, EV_READ | EV_PERSIST, sl_front_on_accept,
-                         ln);
+            event_assign(&ln->ev, w->base, ln->fd, EV_READ | EV_PERSIST, sl_front_on_accept, ln);
     }
     free(idx);
     return g;
@@ -303,8 +301,7 @@ static void adopt(struct sl_worker *w)
     }
     g = gen_new(w, r->cfg, r->fds, old, old->number + 1);
     if (!g) {
-        sl_log(SL_LOG_ERR, "worker %u: out of memory: it keeps serving the previous config",
-               w->id);
+        sl_log(SL_LOG_ERR, "worker %u: out of memory: it keeps serving the previous config", w->id);
         reload_free(r);
         return;
     }
@@ -334,8 +331,10 @@ static void on_grace(int fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (w->tunnels.n || w->n_conns)
-        sl_log(SL_LOG_INFO, "worker %u: drain period over, closing %zu tunnels and %zu "
-               "connections", w->id, w->tunnels.n, w->n_conns);
+        sl_log(SL_LOG_INFO,
+               "worker %u: drain period over, closing %zu tunnels and %zu "
+               "connections",
+               w->id, w->tunnels.n, w->n_conns);
     sl_tunnel_close_all(&w->tunnels, SL_ERR_SHUTDOWN);
     sl_front_close_all(w);
     w->stopping = true;
@@ -408,6 +407,26 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* A worker's loop. With the changelist, the event_del/event_add pairs of one callback (a
+ * request handed to the target, a 101 turned into a tunnel, a tunnel whose interest flips)
+ * cost one epoll_ctl, or none, at the next dispatch instead of one each. It is safe because
+ * sluice never dup()s a socket it registers; a closed fd number reused within one pass is
+ * handled by libevent (its MOD falls back to ADD). Nothing else touches a worker's base
+ * from another thread (messages come through an eventfd), so it needs no lock either. */
+static struct event_base *worker_base_new(void)
+{
+    struct event_config *ec = event_config_new();
+    struct event_base *b;
+
+    if (!ec)
+        return NULL;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+    b = event_base_new_with_config(ec);
+    event_config_free(ec);
+    return b;
+}
+
 /* <fds>: this worker's bound listener sockets (taken over, closed on failure). */
 static int worker_init(struct sl_workers *ws, struct sl_worker *w, unsigned id,
                        struct sl_config *cfg, int *fds, unsigned pipes_per_worker)
@@ -420,7 +439,7 @@ static int worker_init(struct sl_workers *ws, struct sl_worker *w, unsigned id,
     w->stats = aligned_alloc(64, sizeof(*w->stats));
     if (w->stats)
         memset(w->stats, 0, sizeof(*w->stats));
-    w->base = event_base_new();
+    w->base = worker_base_new();
     w->scratch = sl_router_scratch_new();
     w->pipes = sl_pipe_pool_new(pipes_per_worker, cfg->local.pipe_size);
     if (!w->stats || !w->base || !w->scratch || !w->pipes ||

@@ -481,13 +481,18 @@ static void transfer_with(struct sl_pipe_pool *pool, bool expect_splice, uint64_
     assert_true(rec.info.end == SL_ERR_CLIENT_CLOSED || rec.info.end == SL_ERR_TARGET_CLOSED);
     assert_true(rec.info.bytes_up == hand_up + up);
     assert_true(rec.info.bytes_down == hand_down + down);
-    assert_int_equal(rec.info.spliced, expect_splice && up + down > 0);
+    /* Small transfers are copied even with pipes at hand; a stream (here 1 MiB and more)
+     * must have gone through a pipe. In between it depends on how the reads fall. */
+    if (!expect_splice || up + down < 16 * KiB)
+        assert_false(rec.info.spliced);
+    else if (up + down >= 1 * MiB)
+        assert_true(rec.info.spliced);
     assert_null(g.list.head);
     sl_pipe_pool_stats(g.pool, &st);
     assert_int_equal(st.in_use, 0);
-    if (expect_splice && up + down > 0)
+    if (rec.info.spliced)
         assert_true(st.created >= 1 && st.idle >= 1);
-    if (!expect_splice)
+    else
         assert_true(st.created == 0);
     free(hu);
     free(hd);

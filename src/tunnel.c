@@ -512,10 +512,12 @@ static void dir_shut(struct sl_tunnel *t, int i)
     if (d->flags & DIR_F_SHUT)
         return;
     d->flags |= DIR_F_SHUT;
+    /* Both done: the tunnel ends now, and its close() sends this FIN (fd[!i] has read its
+     * own EOF, so nothing unread turns it into a reset): one syscall fewer per tunnel. */
+    if (t->dir[!i].flags & DIR_F_SHUT)
+        return;
     /* A failure (the peer is gone) shows on that side's next read or write. */
     shutdown(t->fd[!i], SHUT_WR);
-    if (t->dir[!i].flags & DIR_F_SHUT)
-        return; /* both done: the tunnel ends now */
     t->fin_at_ms = mono_us() / 1000 + fin;
     if (t->idle_ms && t->idle_ms < ms)
         ms = t->idle_ms;

@@ -1,8 +1,15 @@
 /* sluice-bench's load generators: bulk (pipelined echo throughput), rr (request/response
- * latency), upgrades (connect + handshake + close rate) and idle (many open, quiet tunnels).
- * One event_base per thread, each owning a share of the connections; every phase ends on a
- * timer, so every mode is bounded in time. The client masks every frame with a fresh random
- * key (RFC 6455 5.3), 8 bytes at a time, from one shared read-only pattern. */
+ * latency), upgrades (connect + handshake + one echo + close rate) and idle (many open, quiet
+ * tunnels). One event_base per thread, each owning a share of the connections; every phase ends
+ * on a timer, so every mode is bounded in time. The client masks every frame with a fresh random
+ * key (RFC 6455 5.3), 8 bytes at a time.
+ *
+ * Every echo is verified. A message's first 8 bytes are its per-connection sequence number
+ * (little-endian; a shorter message carries the low bytes that fit), the rest is a slice of one
+ * shared read-only pseudo-random pattern starting at an offset derived from the sequence number
+ * and the connection's index (pat_off). So the sender masks straight from the pattern and the
+ * receiver checks each chunk with one memcmp against it: no per-connection copy of what was
+ * sent. Echoes must come back in order, binary, whole and exact. */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -15,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -35,9 +43,28 @@
 #define CLI_MAX_THREADS 64
 #define CLI_MAX_CONNS 1000000
 #define CLI_MAX_SIZE (1ULL << 30)
-#define CLI_HIST (64 + 58 * 64) /* log-linear latency buckets, ~1.6% wide (see hist_index) */
+#define CLI_ECHO_MS 5000        /* upgrades: the one echo of a cycle */
+#define CLI_DRAIN_S 2.0         /* after a run: the time echoes still due get to come back ... */
+#define CLI_DRAIN_BPS 200e6     /* ... plus a second per 200 MB of them */
+#define CLI_HIST (64 + 58 * 64) /* log-linear latency buckets, < 1/64 wide (see hist_index) */
+#define CLI_PAT_SPAN 4093       /* pattern offsets: (seq + CLI_PAT_STRIDE * conn) mod this prime */
+#define CLI_PAT_STRIDE 977
+#define CLI_SEQ_LEN 8
+#define CLI_PING_LEN 32 /* idle: sequence number + pattern, like a data message */
 
-static const char ping_payload[] = "sluice-bench ping";
+/* Counters a worker writes and the progress display reads: relaxed loads and stores (plain
+ * moves on x86), no read-modify-write, since only the owning worker writes. */
+typedef _Atomic uint64_t cnt_t;
+
+static inline uint64_t cnt_get(cnt_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static inline void cnt_add(cnt_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, cnt_get(c) + n, memory_order_relaxed);
+}
 
 enum cli_mode {
     CM_BULK = 0,
@@ -70,7 +97,7 @@ struct cli_opts {
     uint64_t size;
     double seconds, hold;
     unsigned conns, threads, window, concurrency;
-    bool verify, json;
+    bool json, progress;
     struct sockaddr_in *src;
     unsigned n_src;
 };
@@ -88,8 +115,13 @@ struct cconn {
     size_t rlen, rpos, slen, soff, clen, head_scan;
     uint8_t ctl[CLI_CTL]; /* control frames waiting for a frame boundary in sbuf */
     char accept[WS_ACCEPT_LEN + 1];
-    uint64_t t0; /* rr: when the message went out */
+    uint64_t t0;     /* rr: when the message went out */
+    uint64_t t_conn; /* upgrades: when connect() started */
+    uint64_t hs_ns;  /* upgrades: connect() to the whole 101 */
     uint64_t remain, msg_len;
+    uint64_t send_seq, recv_seq; /* the next message's sequence number, each way */
+    size_t pat_in;               /* the pattern offset of the message coming in */
+    uint8_t seq_in[CLI_SEQ_LEN]; /* its sequence bytes so far */
     unsigned inflight;
     bool in_payload, in_msg, frame_fin, ping_sent, pong_ok;
 };
@@ -105,11 +137,13 @@ struct cworker {
     unsigned next, pending, limit; /* open phase */
     bool in_open_next, running;
     enum cli_phase ph;
-    unsigned waiting; /* ping phase: pongs outstanding */
+    bool draining;        /* the run is over; what is due still comes back */
+    unsigned waiting;     /* ping phase: pongs outstanding */
+    uint64_t outstanding; /* bulk, rr: echoes due; upgrades: cycles under way */
     uint64_t rng;
-    unsigned opened, open_failed, pongs;
-    uint64_t bytes, msgs, upgrades, failed, errors;
-    uint64_t open_done_ns, run_ns;
+    cnt_t opened, open_failed, pongs;
+    cnt_t bytes, msgs, upgrades, failed, errors;
+    uint64_t open_done_ns, run_ns, max_ns;
     uint64_t *hist;
     char first_err[200];
 };
@@ -122,6 +156,11 @@ struct client {
     pthread_barrier_t barrier;
     atomic_uint open_failed;
     uint64_t t_start;
+    _Atomic uint64_t run_start_ns; /* for the progress display: when the timed phase began */
+    atomic_bool pinging;           /* idle: the ping phase has begun */
+    pthread_mutex_t done_mx;       /* the progress display waits on done_cv for the workers */
+    pthread_cond_t done_cv;
+    unsigned done;
 };
 
 static void cli_start(struct cconn *c);
@@ -134,7 +173,7 @@ static void cli_error(struct cworker *w, const char *fmt, ...)
 {
     va_list ap;
 
-    w->errors++;
+    cnt_add(&w->errors, 1);
     if (w->first_err[0])
         return;
     va_start(ap, fmt);
@@ -142,7 +181,9 @@ static void cli_error(struct cworker *w, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Log-linear buckets: exact below 64 ns, then 64 per power of two. */
+/* HdrHistogram-like log-linear buckets of nanoseconds: one per value below 128, then 64 per
+ * power of two, so a bucket [2^e + k 2^(e-6), 2^e + (k + 1) 2^(e-6)) is less than 1/64 of its
+ * values wide. */
 static unsigned hist_index(uint64_t v)
 {
     unsigned e;
@@ -153,31 +194,69 @@ static unsigned hist_index(uint64_t v)
     return 64 + (e - 6) * 64 + (unsigned)((v >> (e - 6)) - 64);
 }
 
-static uint64_t hist_value(unsigned i)
+/* The highest value bucket <i> holds (what HdrHistogram reports too): a percentile is never
+ * under-reported, and over-reported by less than 1/64 (1.6 %). */
+static uint64_t hist_upper(unsigned i)
 {
     unsigned e;
 
     if (i < 64)
         return i;
     e = (i - 64) / 64 + 6;
-    /* the middle of the bucket */
-    return ((64 + (uint64_t)((i - 64) % 64)) << (e - 6)) + ((1ULL << (e - 6)) >> 1);
+    return ((64 + (uint64_t)((i - 64) % 64) + 1) << (e - 6)) - 1;
 }
 
-static double hist_pct(const uint64_t *h, uint64_t total, double p)
+/* The <ppm>/10^6 percentile by nearest rank: the smallest recorded value v such that at least
+ * ceil(total * ppm / 10^6) values are <= v, as its bucket's upper bound, capped at the exact
+ * maximum (which the true value cannot exceed). */
+static uint64_t hist_pct(const uint64_t *h, uint64_t total, uint64_t max, uint64_t ppm)
 {
-    uint64_t want = (uint64_t)(p * (double)total), acc = 0;
+    uint64_t rank = total / 1000000 * ppm + (total % 1000000 * ppm + 999999) / 1000000, acc = 0;
 
     if (total == 0)
         return 0;
-    if (want >= total)
-        want = total - 1;
+    if (rank == 0)
+        rank = 1;
     for (unsigned i = 0; i < CLI_HIST; i++) {
         acc += h[i];
-        if (acc > want)
-            return (double)hist_value(i);
+        if (acc >= rank)
+            return hist_upper(i) < max ? hist_upper(i) : max;
     }
-    return 0;
+    return max;
+}
+
+static void hist_add(struct cworker *w, uint64_t ns)
+{
+    w->hist[hist_index(ns)]++;
+    if (ns > w->max_ns)
+        w->max_ns = ns;
+}
+
+/* The sequence number's little-endian bytes. */
+static void seq_bytes(uint64_t seq, uint8_t out[CLI_SEQ_LEN])
+{
+    for (int i = 0; i < CLI_SEQ_LEN; i++)
+        out[i] = (uint8_t)(seq >> (8 * i));
+}
+
+/* Where in the pattern the bytes after message <seq>'s sequence number start on <c>. The
+ * connection's index moves it too, so a message delivered to the wrong connection differs. */
+static size_t pat_off(const struct cconn *c, uint64_t seq)
+{
+    return (size_t)((seq + (uint64_t)c->idx * CLI_PAT_STRIDE) % CLI_PAT_SPAN);
+}
+
+/* Bytes of a <size>-byte message that carry the sequence number. */
+static size_t seq_len(uint64_t size)
+{
+    return size < CLI_SEQ_LEN ? (size_t)size : CLI_SEQ_LEN;
+}
+
+/* idle: the ping <seq> on <c>, and the pong it expects. */
+static void ping_payload(const struct cconn *c, uint64_t seq, uint8_t out[CLI_PING_LEN])
+{
+    seq_bytes(seq, out);
+    memcpy(out + CLI_SEQ_LEN, c->w->cl->pattern + pat_off(c, seq), CLI_PING_LEN - CLI_SEQ_LEN);
 }
 
 /* Closes the socket; the struct stays, ready for cli_start. */
@@ -216,27 +295,34 @@ static void cli_end(struct cconn *c, const char *err)
     if (st == CST_CONNECTING || st == CST_HANDSHAKE) {
         if (w->ph == PH_OPEN) {
             cli_error(w, "connection %u: %s", c->idx, err);
-            w->open_failed++;
+            cnt_add(&w->open_failed, 1);
             w->pending--;
             cli_open_next(w);
             return;
         }
     }
     if (w->cl->o.mode == CM_UPGRADES) {
-        if (err && w->running) {
-            w->failed++;
-            cli_error(w, "upgrade: %s", err);
+        w->outstanding--;
+        if (err && (w->running || w->draining)) {
+            cnt_add(&w->failed, 1);
+            cli_error(w, "upgrade (slot %u): %s", c->idx, err);
         }
         /* From the loop, not from here: a connect that fails at once would recurse. */
         if (w->running) {
             struct timeval now = {0, 0};
 
             event_base_once(w->base, -1, EV_TIMEOUT, cli_on_restart, c, &now);
+        } else if (w->draining && w->outstanding == 0) {
+            event_base_loopbreak(w->base);
         }
         return;
     }
     if (err)
         cli_error(w, "connection %u: %s", c->idx, err);
+    w->outstanding -= c->inflight;
+    c->inflight = 0;
+    if (w->draining && w->outstanding == 0)
+        event_base_loopbreak(w->base);
     if (w->ph == PH_PING && c->ping_sent && !c->pong_ok && --w->waiting == 0)
         event_base_loopbreak(w->base);
 }
@@ -264,20 +350,30 @@ static void cli_ctl(struct cconn *c, uint8_t op, const void *payload, size_t len
     c->clen += h + len;
 }
 
-/* Appends one masked data message (the pattern's first <size> bytes) to c->sbuf. */
+/* Appends the next masked data message to c->sbuf: its sequence number, then the pattern from
+ * the offset that number picks, masked on the way from the shared pattern into sbuf. */
 static void cli_append_msg(struct cconn *c)
 {
-    struct client *cl = c->w->cl;
-    uint64_t r = bench_rand(&c->w->rng);
-    uint8_t key[4];
-    size_t h;
+    struct cworker *w = c->w;
+    struct client *cl = w->cl;
+    uint64_t r = bench_rand(&w->rng), size = cl->o.size;
+    size_t h, sl = seq_len(size);
+    uint8_t key[4], sb[CLI_SEQ_LEN], *out;
+    unsigned phase;
 
     memcpy(key, &r, 4);
-    h = ws_frame_header(c->sbuf + c->slen, WS_FIN | WS_OP_BINARY, cl->o.size, key);
-    ws_mask(c->sbuf + c->slen + h, cl->pattern, cl->o.size, key, 0);
-    c->slen += h + cl->o.size;
+    seq_bytes(c->send_seq, sb);
+    h = ws_frame_header(c->sbuf + c->slen, WS_FIN | WS_OP_BINARY, size, key);
+    out = c->sbuf + c->slen + h;
+    phase = ws_mask(out, sb, sl, key, 0);
+    ws_mask(out + sl, cl->pattern + pat_off(c, c->send_seq), (size_t)size - sl, key, phase);
+    c->slen += h + (size_t)size;
+    c->send_seq++;
     c->inflight++;
-    c->t0 = bench_now_ns();
+    if (cl->o.mode != CM_UPGRADES)
+        w->outstanding++;
+    if (cl->o.mode == CM_RR)
+        c->t0 = bench_now_ns();
 }
 
 /* Writes what is queued, refilling the send buffer with messages while the window allows.
@@ -321,29 +417,98 @@ static int cli_send(struct cconn *c)
     }
 }
 
-/* A whole message has come back. Returns -1 if <c> ended. */
+/* Checks the chunk p[0, n) of the echo coming in, at payload offset c->msg_len, against what
+ * was sent: the sequence number, then the pattern. Returns -1 after cli_end on a mismatch. */
+static int cli_check(struct cconn *c, const uint8_t *p, size_t n)
+{
+    struct client *cl = c->w->cl;
+    uint64_t size = cl->o.size, off = c->msg_len;
+    size_t sl = seq_len(size);
+    char msg[200];
+
+    if (n > size - off) {
+        snprintf(msg, sizeof(msg), "echo %llu: longer than the %llu bytes sent (length mismatch)",
+                 (unsigned long long)c->recv_seq, (unsigned long long)size);
+        cli_end(c, msg);
+        return -1;
+    }
+    if (off < sl) {
+        size_t m = n < sl - off ? n : sl - (size_t)off;
+
+        memcpy(c->seq_in + off, p, m);
+        p += m;
+        n -= m;
+        off += m;
+        if (off == sl) {
+            uint8_t want[CLI_SEQ_LEN];
+            uint64_t got = 0, exp = 0;
+
+            seq_bytes(c->recv_seq, want);
+            if (memcmp(c->seq_in, want, sl) != 0) {
+                for (size_t i = sl; i-- > 0;) {
+                    got = got << 8 | c->seq_in[i];
+                    exp = exp << 8 | want[i];
+                }
+                snprintf(msg, sizeof(msg),
+                         "echo %llu: sequence number %llu, expected %llu (reordered, dropped or "
+                         "duplicated)",
+                         (unsigned long long)c->recv_seq, (unsigned long long)got,
+                         (unsigned long long)exp);
+                cli_end(c, msg);
+                return -1;
+            }
+        }
+    }
+    if (n && memcmp(p, cl->pattern + c->pat_in + (off - sl), n) != 0) {
+        const uint8_t *q = cl->pattern + c->pat_in + (off - sl);
+        size_t i = 0;
+
+        while (p[i] == q[i])
+            i++;
+        snprintf(msg, sizeof(msg), "echo %llu: payload differs from what was sent at byte %llu",
+                 (unsigned long long)c->recv_seq, (unsigned long long)(off + i));
+        cli_end(c, msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* A whole message has come back, its content verified. Returns -1 if <c> ended. */
 static int cli_on_message(struct cconn *c)
 {
     struct cworker *w = c->w;
     struct client *cl = w->cl;
 
     c->in_msg = false;
-    if (cl->o.mode != CM_BULK && cl->o.mode != CM_RR)
-        return 0;
-    if (c->msg_len != cl->o.size || c->inflight == 0) {
-        char msg[120];
+    if (c->msg_len != cl->o.size) {
+        char msg[160];
 
-        snprintf(msg, sizeof(msg), "echo of %llu bytes, expected %llu",
-                 (unsigned long long)c->msg_len, (unsigned long long)cl->o.size);
+        snprintf(msg, sizeof(msg), "echo %llu: %llu bytes, expected %llu (length mismatch)",
+                 (unsigned long long)c->recv_seq, (unsigned long long)c->msg_len,
+                 (unsigned long long)cl->o.size);
         cli_end(c, msg);
         return -1;
     }
     c->inflight--;
-    if (!w->running)
-        return 0;
-    w->msgs++;
-    if (cl->o.mode == CM_RR)
-        w->hist[hist_index(bench_now_ns() - c->t0)]++;
+    c->recv_seq++;
+    if (cl->o.mode == CM_UPGRADES) {
+        /* The cycle's echo is back: close 1000 and wait for the server's close. */
+        static const uint8_t code_1000[2] = {0x03, 0xe8};
+        struct timeval tv = {CLI_CLOSE_MS / 1000, 0};
+
+        c->st = CST_CLOSING;
+        event_add(c->rev, &tv);
+        cli_ctl(c, WS_OP_CLOSE, code_1000, 2);
+        return cli_send(c);
+    }
+    w->outstanding--;
+    if (w->running) {
+        cnt_add(&w->msgs, 1);
+        if (cl->o.mode == CM_RR)
+            hist_add(w, bench_now_ns() - c->t0);
+    } else if (w->draining && w->outstanding == 0) {
+        event_base_loopbreak(w->base);
+    }
     return cli_send(c);
 }
 
@@ -351,7 +516,6 @@ static int cli_on_message(struct cconn *c)
 static int cli_frames(struct cconn *c)
 {
     struct cworker *w = c->w;
-    struct client *cl = w->cl;
 
     for (;;) {
         uint8_t *p = c->rbuf + c->rpos, *pl;
@@ -364,14 +528,11 @@ static int cli_frames(struct cconn *c)
 
             if (n == 0)
                 break;
-            if (cl->o.verify &&
-                (c->msg_len + n > cl->o.size || memcmp(p, cl->pattern + c->msg_len, n) != 0)) {
-                cli_end(c, "echo differs from what was sent");
+            if (cli_check(c, p, n) < 0)
                 return -1;
-            }
             c->msg_len += n;
             if (w->running)
-                w->bytes += n;
+                cnt_add(&w->bytes, n);
             c->rpos += n;
             c->remain -= n;
             c->in_payload = c->remain > 0;
@@ -400,35 +561,74 @@ static int cli_frames(struct cconn *c)
                 if (cli_send(c) < 0)
                     return -1;
             } else if (f.opcode == WS_OP_PONG) {
-                if (c->ping_sent && !c->pong_ok && f.len == sizeof(ping_payload) - 1 &&
-                    memcmp(pl, ping_payload, f.len) == 0) {
+                /* An unsolicited pong is allowed (RFC 6455 5.5.3); the answer to our ping
+                 * must carry its payload. */
+                if (c->ping_sent && !c->pong_ok) {
+                    uint8_t want[CLI_PING_LEN];
+
+                    ping_payload(c, c->recv_seq, want);
+                    if (f.len != CLI_PING_LEN || memcmp(pl, want, CLI_PING_LEN) != 0) {
+                        cli_end(c, "pong differs from the ping (payload mismatch)");
+                        return -1;
+                    }
+                    c->recv_seq++;
                     c->pong_ok = true;
-                    w->pongs++;
+                    cnt_add(&w->pongs, 1);
                     if (w->ph == PH_PING && --w->waiting == 0)
                         event_base_loopbreak(w->base);
                 }
             } else {
-                /* The server closes: the end of an upgrades round trip, else an error. */
-                if (c->st == CST_CLOSING) {
+                /* The server closes: the end of an upgrades cycle, else an error. */
+                char msg[80];
+                unsigned code = f.len >= 2 ? (unsigned)pl[0] << 8 | pl[1] : 1005;
+
+                if (c->st == CST_CLOSING && code == 1000) {
+                    if (w->running) {
+                        cnt_add(&w->upgrades, 1);
+                        hist_add(w, c->hs_ns);
+                    }
                     cli_end(c, NULL);
                 } else {
-                    char msg[80];
-                    unsigned code = f.len >= 2 ? (unsigned)pl[0] << 8 | pl[1] : 1005;
-
-                    snprintf(msg, sizeof(msg), "server sent close %u", code);
+                    snprintf(msg, sizeof(msg),
+                             c->st == CST_CLOSING ? "server answered close 1000 with close %u"
+                                                  : "server sent close %u (unexpected close)",
+                             code);
                     cli_end(c, msg);
                 }
                 return -1;
             }
             continue;
         }
-        if (f.opcode > WS_OP_BINARY || (f.opcode == WS_OP_CONT) != c->in_msg) {
-            cli_end(c, "bad data frame sequence from the server");
+        if (f.opcode > WS_OP_BINARY) {
+            char msg[80];
+
+            snprintf(msg, sizeof(msg), "bad frame from the server: reserved opcode %u", f.opcode);
+            cli_end(c, msg);
+            return -1;
+        }
+        if ((f.opcode == WS_OP_CONT) != c->in_msg) {
+            cli_end(c, c->in_msg ? "bad data frame sequence from the server: a new message "
+                                   "inside a fragmented one"
+                                 : "bad data frame sequence from the server: a stray "
+                                   "continuation frame");
             return -1;
         }
         if (f.opcode != WS_OP_CONT) {
+            if (c->inflight == 0 || c->st != CST_OPEN) {
+                cli_end(c, "a data message from the server with no echo due (unexpected message)");
+                return -1;
+            }
+            if (f.opcode != WS_OP_BINARY) {
+                char msg[120];
+
+                snprintf(msg, sizeof(msg), "echo %llu: opcode %u (text), expected %u (binary)",
+                         (unsigned long long)c->recv_seq, f.opcode, WS_OP_BINARY);
+                cli_end(c, msg);
+                return -1;
+            }
             c->in_msg = true;
             c->msg_len = 0;
+            c->pat_in = pat_off(c, c->recv_seq);
         }
         c->rpos += f.hlen;
         c->frame_fin = f.fin;
@@ -456,19 +656,17 @@ static void cli_opened(struct cconn *c)
     event_del(c->rev); /* drop the handshake timeout */
     event_add(c->rev, NULL);
     if (w->cl->o.mode == CM_UPGRADES) {
-        static const uint8_t code_1000[2] = {0x03, 0xe8};
-        struct timeval tv = {CLI_CLOSE_MS / 1000, 0};
+        /* The handshake is done: one echo next, then the close (cli_on_message). */
+        struct timeval tv = {CLI_ECHO_MS / 1000, 0};
 
-        if (w->running)
-            w->upgrades++;
-        c->st = CST_CLOSING;
+        c->hs_ns = bench_now_ns() - c->t_conn;
         event_add(c->rev, &tv);
-        cli_ctl(c, WS_OP_CLOSE, code_1000, 2);
+        cli_append_msg(c);
         cli_send(c);
         return;
     }
     if (w->ph == PH_OPEN) {
-        w->opened++;
+        cnt_add(&w->opened, 1);
         w->pending--;
         cli_open_next(w);
     }
@@ -527,6 +725,8 @@ static void cli_on_read(evutil_socket_t fd, short what, void *arg)
     if (what & EV_TIMEOUT) {
         if (c->st == CST_CLOSING)
             cli_end(c, "no close frame from the server");
+        else if (c->st == CST_OPEN)
+            cli_end(c, "no echo within the echo timeout (missing echo)");
         else
             cli_end(c, "no 101 within the handshake timeout");
         return;
@@ -613,6 +813,11 @@ static void cli_start(struct cconn *c)
     int one = 1;
 
     memset(&c->rlen, 0, sizeof(*c) - offsetof(struct cconn, rlen));
+    if (o->mode == CM_UPGRADES) {
+        /* A cycle under way until its cli_end; its one message is numbered by the cycle. */
+        w->outstanding++;
+        c->send_seq = c->recv_seq = c->uses;
+    }
     c->fd = socket(o->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd == -1) {
         c->st = CST_CONNECTING;
@@ -638,6 +843,7 @@ static void cli_start(struct cconn *c)
         cli_end(c, "out of memory");
         return;
     }
+    c->t_conn = bench_now_ns();
     if (connect(c->fd, (struct sockaddr *)&o->dst, o->dst_len) == -1 && errno != EINPROGRESS) {
         cli_fail_errno(c, "connect");
         return;
@@ -682,9 +888,49 @@ static void cli_run_for(struct cworker *w, double seconds)
     event_free(t);
 }
 
-static void *cli_thread(void *arg)
+/* The run is over: waits (bounded) for what is still due (bulk, rr: the echoes of messages in
+ * flight; upgrades: the cycles under way, which start no new one) so that it is verified too and
+ * a dropped echo cannot go unnoticed; whatever does not come back is an error. */
+static void cli_drain(struct cworker *w)
 {
-    struct cworker *w = arg;
+    const struct cli_opts *o = &w->cl->o;
+    uint64_t due = o->mode == CM_UPGRADES ? w->n : w->outstanding;
+    double secs = CLI_DRAIN_S + (double)due * (double)o->size / CLI_DRAIN_BPS;
+
+    if (w->outstanding == 0)
+        return;
+    w->draining = true;
+    cli_run_for(w, secs);
+    w->draining = false;
+    if (w->outstanding == 0)
+        return;
+    for (unsigned i = 0; i < w->n; i++) {
+        struct cconn *c = &w->c[i];
+
+        if (o->mode == CM_UPGRADES && c->st != CST_DEAD) {
+            cnt_add(&w->failed, 1);
+            cli_error(w, "upgrade (slot %u): %s %.1f s after the run (missing %s)", c->idx,
+                      c->st == CST_OPEN ? "no echo" : "still unfinished", secs,
+                      c->st == CST_OPEN ? "echo" : "answer");
+        } else if (o->mode != CM_UPGRADES && c->st == CST_OPEN && c->inflight) {
+            cli_error(w,
+                      "connection %u: echo %llu and %u more still missing %.1f s after the run "
+                      "(missing echo)",
+                      c->idx, (unsigned long long)c->recv_seq, c->inflight - 1, secs);
+        }
+    }
+}
+
+/* Marks the start of the timed phase for the progress display (the first worker's clock). */
+static void cli_mark_run(struct client *cl, uint64_t t)
+{
+    uint64_t zero = 0;
+
+    atomic_compare_exchange_strong(&cl->run_start_ns, &zero, t);
+}
+
+static void cli_work(struct cworker *w)
+{
     struct client *cl = w->cl;
     const struct cli_opts *o = &cl->o;
     uint64_t t;
@@ -693,12 +939,14 @@ static void *cli_thread(void *arg)
         w->ph = PH_RUN;
         w->running = true;
         t = bench_now_ns();
+        cli_mark_run(cl, t);
         for (unsigned i = 0; i < w->n; i++)
             cli_start(&w->c[i]);
         cli_run_for(w, o->seconds);
         w->running = false;
         w->run_ns = bench_now_ns() - t;
-        return NULL;
+        cli_drain(w);
+        return;
     }
 
     w->ph = PH_OPEN;
@@ -707,37 +955,42 @@ static void *cli_thread(void *arg)
         cli_run_for(w, CLI_OPEN_DEADLINE_S);
     if (w->pending) {
         cli_error(w, "%u handshakes still pending after %d s", w->pending, CLI_OPEN_DEADLINE_S);
-        w->open_failed += w->pending + (w->n - w->next);
+        cnt_add(&w->open_failed, w->pending + (w->n - w->next));
         w->open_done_ns = bench_now_ns();
     }
-    atomic_fetch_add(&cl->open_failed, w->open_failed);
+    atomic_fetch_add(&cl->open_failed, (unsigned)cnt_get(&w->open_failed));
     pthread_barrier_wait(&cl->barrier);
 
     w->ph = PH_RUN;
     if (o->mode == CM_IDLE) {
-        if (w->opened == 0)
-            return NULL; /* nothing to hold */
+        cli_mark_run(cl, bench_now_ns());
+        if (cnt_get(&w->opened) == 0)
+            return; /* nothing to hold */
         cli_run_for(w, o->hold);
         w->ph = PH_PING;
+        atomic_store(&cl->pinging, true);
         for (unsigned i = 0; i < w->n; i++) {
             struct cconn *c = &w->c[i];
+            uint8_t ping[CLI_PING_LEN];
 
             if (c->st != CST_OPEN)
                 continue;
             c->ping_sent = true;
             w->waiting++;
-            cli_ctl(c, WS_OP_PING, ping_payload, sizeof(ping_payload) - 1);
+            ping_payload(c, c->send_seq++, ping);
+            cli_ctl(c, WS_OP_PING, ping, sizeof(ping));
             cli_send(c);
         }
         if (w->waiting)
             cli_run_for(w, CLI_PING_MS / 1000.0);
-        return NULL;
+        return;
     }
     /* bulk, rr: a failed handshake anywhere fails the run, so don't measure a partial one. */
     if (atomic_load(&cl->open_failed))
-        return NULL;
+        return;
     w->running = true;
     t = bench_now_ns();
+    cli_mark_run(cl, t);
     for (unsigned i = 0; i < w->n; i++) {
         if (w->c[i].st == CST_OPEN)
             cli_send(&w->c[i]);
@@ -745,6 +998,19 @@ static void *cli_thread(void *arg)
     cli_run_for(w, o->seconds);
     w->running = false;
     w->run_ns = bench_now_ns() - t;
+    cli_drain(w);
+}
+
+static void *cli_thread(void *arg)
+{
+    struct cworker *w = arg;
+    struct client *cl = w->cl;
+
+    cli_work(w);
+    pthread_mutex_lock(&cl->done_mx);
+    cl->done++;
+    pthread_cond_signal(&cl->done_cv);
+    pthread_mutex_unlock(&cl->done_mx);
     return NULL;
 }
 
@@ -835,8 +1101,9 @@ static int parse_client_args(int argc, char **argv, struct cli_opts *o)
     } modes[] = {
         {"bulk", CM_BULK, " url size seconds conns threads window verify json "},
         {"rr", CM_RR, " url size seconds conns threads verify json "},
-        {"upgrades", CM_UPGRADES, " url seconds concurrency threads source-ips protocol json "},
-        {"idle", CM_IDLE, " url conns hold concurrency threads source-ips protocol json "},
+        {"upgrades", CM_UPGRADES,
+         " url size seconds conns concurrency threads src source-ips protocol json "},
+        {"idle", CM_IDLE, " url conns hold concurrency threads src source-ips protocol json "},
     };
     const char *opts = NULL, *url = NULL;
     bool window_set = false;
@@ -869,10 +1136,8 @@ static int parse_client_args(int argc, char **argv, struct cli_opts *o)
             snprintf(msg, sizeof(msg), "%s does not take %s", o->name, opt);
             return bench_usage(msg);
         }
-        if (!strcmp(opt, "--verify")) {
-            o->verify = true;
-            continue;
-        }
+        if (!strcmp(opt, "--verify"))
+            continue; /* verification is always on; the flag stays for old scripts */
         if (!strcmp(opt, "--json")) {
             o->json = true;
             continue;
@@ -890,6 +1155,8 @@ static int parse_client_args(int argc, char **argv, struct cli_opts *o)
             bad = bench_parse_seconds(v, 86400, &o->seconds);
         else if (!strcmp(opt, "--hold"))
             bad = bench_parse_seconds(v, 86400, &o->hold);
+        else if (!strcmp(opt, "--conns") && o->mode == CM_UPGRADES)
+            bad = bench_parse_uint(v, 1, CLI_MAX_CONNS, &o->concurrency); /* the slots */
         else if (!strcmp(opt, "--conns"))
             bad = bench_parse_uint(v, 1, CLI_MAX_CONNS, &o->conns);
         else if (!strcmp(opt, "--threads"))
@@ -898,7 +1165,7 @@ static int parse_client_args(int argc, char **argv, struct cli_opts *o)
             bad = bench_parse_uint(v, 1, CLI_MAX_CONNS, &o->concurrency);
         else if (!strcmp(opt, "--window"))
             bad = bench_parse_uint(v, 1, 1 << 20, &o->window), window_set = true;
-        else if (!strcmp(opt, "--source-ips"))
+        else if (!strcmp(opt, "--src") || !strcmp(opt, "--source-ips"))
             bad = parse_sources(v, o);
         else if (!strcmp(opt, "--protocol"))
             bad = strpbrk(v, "\r\n") ? -1 : (o->protocol = v, 0);
@@ -931,114 +1198,235 @@ static int parse_client_args(int argc, char **argv, struct cli_opts *o)
     return 0;
 }
 
-static void print_result(struct client *cl, int *rc)
-{
-    const struct cli_opts *o = &cl->o;
-    uint64_t bytes = 0, msgs = 0, ups = 0, failed = 0, errors = 0, run_ns = 0, open_ns = 0;
-    unsigned opened = 0, open_failed = 0, pongs = 0, n_err = 0;
-    uint64_t *hist = calloc(CLI_HIST, sizeof(uint64_t));
-    const char *first_err = NULL;
-    double secs, open_s;
+/* Sums of the workers' counters; <hist> too when not NULL (after the workers are done). */
+struct cli_sums {
+    uint64_t bytes, msgs, ups, failed, errors, opened, open_failed, pongs, run_ns, open_ns, max_ns;
+    const char *first_err;
+};
 
-    for (unsigned i = 0; i < o->threads; i++) {
+static void cli_sum(struct client *cl, struct cli_sums *s, uint64_t *hist)
+{
+    memset(s, 0, sizeof(*s));
+    for (unsigned i = 0; i < cl->o.threads; i++) {
         struct cworker *w = &cl->w[i];
 
-        bytes += w->bytes;
-        msgs += w->msgs;
-        ups += w->upgrades;
-        failed += w->failed;
-        errors += w->errors;
-        opened += w->opened;
-        open_failed += w->open_failed;
-        pongs += w->pongs;
-        if (w->run_ns > run_ns)
-            run_ns = w->run_ns;
-        if (w->open_done_ns && w->open_done_ns - cl->t_start > open_ns)
-            open_ns = w->open_done_ns - cl->t_start;
-        if (hist && w->hist) {
+        s->bytes += cnt_get(&w->bytes);
+        s->msgs += cnt_get(&w->msgs);
+        s->ups += cnt_get(&w->upgrades);
+        s->failed += cnt_get(&w->failed);
+        s->errors += cnt_get(&w->errors);
+        s->opened += cnt_get(&w->opened);
+        s->open_failed += cnt_get(&w->open_failed);
+        s->pongs += cnt_get(&w->pongs);
+        if (!hist)
+            continue;
+        if (w->run_ns > s->run_ns)
+            s->run_ns = w->run_ns;
+        if (w->open_done_ns && w->open_done_ns - cl->t_start > s->open_ns)
+            s->open_ns = w->open_done_ns - cl->t_start;
+        if (w->max_ns > s->max_ns)
+            s->max_ns = w->max_ns;
+        if (w->hist) {
             for (unsigned j = 0; j < CLI_HIST; j++)
                 hist[j] += w->hist[j];
         }
-        if (w->first_err[0] && !first_err)
-            first_err = w->first_err;
-        n_err += w->errors ? 1 : 0;
+        if (w->first_err[0] && !s->first_err)
+            s->first_err = w->first_err;
     }
-    secs = run_ns ? (double)run_ns / 1e9 : o->seconds;
-    open_s = (double)open_ns / 1e9;
+}
+
+/* Latency percentiles in microseconds: p50, p90, p99, p99.9, max. */
+struct cli_pcts {
+    double p50, p90, p99, p999, max;
+};
+
+static void cli_pcts(const uint64_t *hist, uint64_t n, uint64_t max, struct cli_pcts *p)
+{
+    p->p50 = (double)hist_pct(hist, n, max, 500000) / 1e3;
+    p->p90 = (double)hist_pct(hist, n, max, 900000) / 1e3;
+    p->p99 = (double)hist_pct(hist, n, max, 990000) / 1e3;
+    p->p999 = (double)hist_pct(hist, n, max, 999000) / 1e3;
+    p->max = (double)max / 1e3;
+}
+
+static void print_result(struct client *cl, int *rc)
+{
+    const struct cli_opts *o = &cl->o;
+    uint64_t *hist = calloc(CLI_HIST, sizeof(uint64_t));
+    struct cli_sums s;
+    struct cli_pcts p = {0};
+    double secs, open_s;
+
+    if (!hist) {
+        fprintf(stderr, "sluice-bench %s: out of memory\n", o->name);
+        *rc = 1;
+        return;
+    }
+    cli_sum(cl, &s, hist);
+    secs = s.run_ns ? (double)s.run_ns / 1e9 : o->seconds;
+    open_s = (double)s.open_ns / 1e9;
     switch (o->mode) {
     case CM_BULK: {
-        double mibs = (double)bytes / secs / (1024.0 * 1024.0);
+        double mibs = (double)s.bytes / secs / (1024.0 * 1024.0);
+        double mbs = (double)s.bytes / secs / 1e6, mps = (double)s.msgs / secs;
 
         if (o->json)
             printf("{\"mode\":\"bulk\",\"conns\":%u,\"size\":%llu,\"seconds\":%.3f,"
-                   "\"bytes\":%llu,\"mib_per_s\":%.1f,\"messages\":%llu,\"window\":%u,"
-                   "\"threads\":%u,\"verify\":%s,\"errors\":%llu}\n",
-                   o->conns, (unsigned long long)o->size, secs, (unsigned long long)bytes, mibs,
-                   (unsigned long long)msgs, o->window, o->threads, o->verify ? "true" : "false",
-                   (unsigned long long)errors);
+                   "\"bytes\":%llu,\"mib_per_s\":%.1f,\"mb_per_s\":%.1f,\"messages\":%llu,"
+                   "\"msgs_per_s\":%.1f,\"window\":%u,\"threads\":%u,\"verify\":true,"
+                   "\"errors\":%llu}\n",
+                   o->conns, (unsigned long long)o->size, secs, (unsigned long long)s.bytes, mibs,
+                   mbs, (unsigned long long)s.msgs, mps, o->window, o->threads,
+                   (unsigned long long)s.errors);
         else
-            printf("bulk: conns=%u size=%llu seconds=%.2f bytes=%llu MiB/s=%.1f\n", o->conns,
-                   (unsigned long long)o->size, secs, (unsigned long long)bytes, mibs);
-        if (errors || bytes == 0)
+            printf("bulk: conns=%u size=%llu seconds=%.2f bytes=%llu MiB/s=%.1f MB/s=%.1f "
+                   "msgs/s=%.1f\n",
+                   o->conns, (unsigned long long)o->size, secs, (unsigned long long)s.bytes, mibs,
+                   mbs, mps);
+        if (s.errors || s.bytes == 0)
             *rc = 1;
         break;
     }
-    case CM_RR: {
-        double p50 = hist ? hist_pct(hist, msgs, 0.50) / 1e3 : 0;
-        double p99 = hist ? hist_pct(hist, msgs, 0.99) / 1e3 : 0;
-
+    case CM_RR:
+        cli_pcts(hist, s.msgs, s.max_ns, &p);
         if (o->json)
             printf("{\"mode\":\"rr\",\"conns\":%u,\"size\":%llu,\"seconds\":%.3f,"
-                   "\"messages\":%llu,\"msgs_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-                   "\"threads\":%u,\"errors\":%llu}\n",
-                   o->conns, (unsigned long long)o->size, secs, (unsigned long long)msgs,
-                   (double)msgs / secs, p50, p99, o->threads, (unsigned long long)errors);
+                   "\"messages\":%llu,\"msgs_per_s\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
+                   "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"threads\":%u,"
+                   "\"verify\":true,\"errors\":%llu}\n",
+                   o->conns, (unsigned long long)o->size, secs, (unsigned long long)s.msgs,
+                   (double)s.msgs / secs, p.p50, p.p90, p.p99, p.p999, p.max, o->threads,
+                   (unsigned long long)s.errors);
         else
             printf("rr: conns=%u size=%llu seconds=%.2f msgs=%llu msgs/s=%.0f p50_us=%.1f "
-                   "p99_us=%.1f\n",
-                   o->conns, (unsigned long long)o->size, secs, (unsigned long long)msgs,
-                   (double)msgs / secs, p50, p99);
-        if (errors || msgs == 0)
+                   "p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f\n",
+                   o->conns, (unsigned long long)o->size, secs, (unsigned long long)s.msgs,
+                   (double)s.msgs / secs, p.p50, p.p90, p.p99, p.p999, p.max);
+        if (s.errors || s.msgs == 0)
             *rc = 1;
         break;
-    }
     case CM_UPGRADES:
+        cli_pcts(hist, s.ups, s.max_ns, &p);
         if (o->json)
-            printf("{\"mode\":\"upgrades\",\"concurrency\":%u,\"seconds\":%.3f,\"upgrades\":%llu,"
-                   "\"upgrades_per_s\":%.1f,\"failed\":%llu,\"threads\":%u}\n",
-                   o->concurrency, secs, (unsigned long long)ups, (double)ups / secs,
-                   (unsigned long long)failed, o->threads);
+            printf("{\"mode\":\"upgrades\",\"conns\":%u,\"concurrency\":%u,\"size\":%llu,"
+                   "\"seconds\":%.3f,\"upgrades\":%llu,\"upgrades_per_s\":%.1f,\"failed\":%llu,"
+                   "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+                   "\"max_us\":%.1f,\"threads\":%u,\"verify\":true,\"errors\":%llu}\n",
+                   o->concurrency, o->concurrency, (unsigned long long)o->size, secs,
+                   (unsigned long long)s.ups, (double)s.ups / secs, (unsigned long long)s.failed,
+                   p.p50, p.p90, p.p99, p.p999, p.max, o->threads, (unsigned long long)s.errors);
         else
-            printf("upgrades: concurrency=%u seconds=%.2f upgrades=%llu upgrades/s=%.0f "
-                   "failed=%llu\n",
-                   o->concurrency, secs, (unsigned long long)ups, (double)ups / secs,
-                   (unsigned long long)failed);
-        if (failed || ups == 0)
+            printf("upgrades: conns=%u concurrency=%u size=%llu seconds=%.2f upgrades=%llu "
+                   "upgrades/s=%.0f failed=%llu p50_us=%.1f p90_us=%.1f p99_us=%.1f "
+                   "p999_us=%.1f max_us=%.1f\n",
+                   o->concurrency, o->concurrency, (unsigned long long)o->size, secs,
+                   (unsigned long long)s.ups, (double)s.ups / secs, (unsigned long long)s.failed,
+                   p.p50, p.p90, p.p99, p.p999, p.max);
+        if (s.failed || s.errors || s.ups == 0)
             *rc = 1;
         break;
     case CM_IDLE:
         if (o->json)
-            printf("{\"mode\":\"idle\",\"conns\":%u,\"opened\":%u,\"ok\":%u,\"failed\":%u,"
-                   "\"open_seconds\":%.3f,\"hold_seconds\":%.3f,\"threads\":%u}\n",
-                   o->conns, opened, pongs, o->conns - pongs, open_s, o->hold, o->threads);
+            printf("{\"mode\":\"idle\",\"conns\":%u,\"opened\":%llu,\"ok\":%llu,\"failed\":%llu,"
+                   "\"open_seconds\":%.3f,\"hold_seconds\":%.3f,\"threads\":%u,\"verify\":true,"
+                   "\"errors\":%llu}\n",
+                   o->conns, (unsigned long long)s.opened, (unsigned long long)s.pongs,
+                   (unsigned long long)(o->conns - s.pongs), open_s, o->hold, o->threads,
+                   (unsigned long long)s.errors);
         else
-            printf("idle: opened=%u ok=%u failed=%u conns=%u open_seconds=%.2f "
+            printf("idle: opened=%llu ok=%llu failed=%llu conns=%u open_seconds=%.2f "
                    "hold_seconds=%.1f\n",
-                   opened, pongs, o->conns - pongs, o->conns, open_s, o->hold);
-        if (pongs != o->conns)
+                   (unsigned long long)s.opened, (unsigned long long)s.pongs,
+                   (unsigned long long)(o->conns - s.pongs), o->conns, open_s, o->hold);
+        if (s.pongs != o->conns || s.errors)
             *rc = 1;
         break;
     }
     fflush(stdout);
-    if (open_failed && o->mode != CM_IDLE)
-        fprintf(stderr, "sluice-bench %s: %u of %u handshakes failed\n", o->name, open_failed,
-                o->conns);
-    if (first_err)
+    if (s.open_failed && o->mode != CM_IDLE)
+        fprintf(stderr, "sluice-bench %s: %llu of %u handshakes failed\n", o->name,
+                (unsigned long long)s.open_failed, o->conns);
+    if (s.first_err)
         fprintf(stderr, "sluice-bench %s: %llu errors; first: %s\n", o->name,
-                (unsigned long long)errors, first_err);
-    if (open_failed)
+                (unsigned long long)s.errors, s.first_err);
+    if (s.open_failed)
         *rc = 1;
     free(hist);
+}
+
+/* One line of progress on stderr (a terminal): the rate so far, errors so far, seconds left. */
+static int progress_line(struct client *cl, char *buf, size_t cap)
+{
+    const struct cli_opts *o = &cl->o;
+    uint64_t rs = atomic_load(&cl->run_start_ns), now = bench_now_ns();
+    double el = rs && now > rs ? (double)(now - rs) / 1e9 : 0, left;
+    unsigned long long err;
+    struct cli_sums s;
+
+    cli_sum(cl, &s, NULL);
+    err = (unsigned long long)s.errors;
+    left = (o->mode == CM_IDLE ? o->hold : o->seconds) - el;
+    left = left > 0 ? (double)(long)left + ((double)(long)left < left) : 0; /* whole s, up */
+    if (!rs)
+        return snprintf(buf, cap, "%s: opening %llu/%u, %llu errors", o->name,
+                        (unsigned long long)(s.opened + s.open_failed), o->conns, err);
+    if (el < 1e-3)
+        el = 1e-3;
+    switch (o->mode) {
+    case CM_BULK:
+        return snprintf(buf, cap, "bulk: %.1f MB/s, %.0f msgs/s, %llu errors, %.0f s left",
+                        (double)s.bytes / el / 1e6, (double)s.msgs / el, err, left);
+    case CM_RR:
+        return snprintf(buf, cap, "rr: %.0f msgs/s, %llu errors, %.0f s left", (double)s.msgs / el,
+                        err, left);
+    case CM_UPGRADES:
+        return snprintf(buf, cap, "upgrades: %.0f upgrades/s, %llu errors, %.0f s left",
+                        (double)s.ups / el, err, left);
+    case CM_IDLE:
+        if (atomic_load(&cl->pinging))
+            return snprintf(buf, cap, "idle: %llu/%llu pongs, %llu errors",
+                            (unsigned long long)s.pongs, (unsigned long long)s.opened, err);
+        return snprintf(buf, cap, "idle: %llu open, %llu errors, %.0f s left",
+                        (unsigned long long)s.opened, err, left);
+    }
+    return 0;
+}
+
+/* Waits for the workers; on a terminal, redraws the progress line every second meanwhile and
+ * erases it at the end, before the result is printed. */
+static void wait_workers(struct client *cl)
+{
+    struct timespec next;
+    char line[200];
+    int shown = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    pthread_mutex_lock(&cl->done_mx);
+    while (cl->done < cl->o.threads) {
+        if (!cl->o.progress) {
+            pthread_cond_wait(&cl->done_cv, &cl->done_mx);
+            continue;
+        }
+        next.tv_sec++;
+        while (cl->done < cl->o.threads &&
+               pthread_cond_timedwait(&cl->done_cv, &cl->done_mx, &next) != ETIMEDOUT)
+            ;
+        if (cl->done < cl->o.threads) {
+            int n = progress_line(cl, line, sizeof(line));
+
+            if (n >= (int)sizeof(line))
+                n = (int)sizeof(line) - 1;
+            fprintf(stderr, "\r%s%*s", line, shown > n ? shown - n : 0, "");
+            fflush(stderr);
+            if (n > shown)
+                shown = n;
+        }
+    }
+    pthread_mutex_unlock(&cl->done_mx);
+    if (shown) {
+        fprintf(stderr, "\r%*s\r", shown, "");
+        fflush(stderr);
+    }
 }
 
 int bench_client_main(int argc, char **argv)
@@ -1047,7 +1435,7 @@ int bench_client_main(int argc, char **argv)
     struct cli_opts *o = &cl.o;
     unsigned long nofile;
     unsigned per, extra, first = 0;
-    uint64_t seed;
+    uint64_t seed, plen;
     int rc;
 
     rc = parse_client_args(argc, argv, o);
@@ -1060,29 +1448,43 @@ int bench_client_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
 
+    o->progress = isatty(STDERR_FILENO) == 1;
     if (o->mode == CM_BULK || o->mode == CM_RR) {
         cl.rcap = CLI_RBUF_BULK;
         cl.scap = ws_frame_hlen(o->size, true) + o->size;
         if (cl.scap < CLI_SBUF_MIN)
             cl.scap = CLI_SBUF_MIN;
         cl.scap += CLI_CTL;
-        cl.pattern = malloc(o->size ? o->size : 1);
-        if (!cl.pattern)
-            return 1;
-        seed = bench_seed();
-        for (uint64_t i = 0; i < o->size; i += 8) {
-            uint64_t r = bench_rand(&seed);
-
-            memcpy(cl.pattern + i, &r, o->size - i < 8 ? o->size - i : 8);
-        }
     } else {
+        /* A 101 head and control frames; upgrades' echo streams through like bulk's. */
         cl.rcap = CLI_RBUF_SMALL;
-        cl.scap = CLI_CTL;
+        cl.scap = CLI_CTL + (o->mode == CM_UPGRADES ? ws_frame_hlen(o->size, true) + o->size : 0);
+    }
+    /* The pattern every message's bytes after its sequence number come from, at offsets below
+     * CLI_PAT_SPAN: the same pseudo-random bytes on every run (a fixed seed). */
+    plen = (o->size > CLI_PING_LEN ? o->size : CLI_PING_LEN) + CLI_PAT_SPAN;
+    cl.pattern = malloc(plen);
+    if (!cl.pattern)
+        return 1;
+    seed = 0x736c75696365ULL;
+    for (uint64_t i = 0; i < plen; i += 8) {
+        uint64_t r = bench_rand(&seed);
+
+        memcpy(cl.pattern + i, &r, plen - i < 8 ? plen - i : 8);
     }
     cl.w = calloc(o->threads, sizeof(*cl.w));
     if (!cl.w)
         return 1;
     pthread_barrier_init(&cl.barrier, NULL, o->threads);
+    pthread_mutex_init(&cl.done_mx, NULL);
+    {
+        pthread_condattr_t ca;
+
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&cl.done_cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     per = o->conns / o->threads;
     extra = o->conns % o->threads;
     for (unsigned i = 0; i < o->threads; i++) {
@@ -1096,9 +1498,12 @@ int bench_client_main(int argc, char **argv)
         w->rng = bench_seed();
         w->base = event_base_new();
         w->c = calloc(w->n, sizeof(*w->c));
-        if (o->mode == CM_RR)
+        if (o->mode == CM_RR || o->mode == CM_UPGRADES) {
             w->hist = calloc(CLI_HIST, sizeof(uint64_t));
-        if (!w->base || !w->c || (o->mode == CM_RR && !w->hist))
+            if (!w->hist)
+                return 1;
+        }
+        if (!w->base || !w->c)
             return 1;
         for (unsigned j = 0; j < w->n; j++) {
             struct cconn *c = &w->c[j];
@@ -1121,6 +1526,7 @@ int bench_client_main(int argc, char **argv)
             return 1;
         }
     }
+    wait_workers(&cl);
     for (unsigned i = 0; i < o->threads; i++)
         pthread_join(cl.w[i].tid, NULL);
 
@@ -1139,6 +1545,8 @@ int bench_client_main(int argc, char **argv)
         event_base_free(w->base);
     }
     pthread_barrier_destroy(&cl.barrier);
+    pthread_cond_destroy(&cl.done_cv);
+    pthread_mutex_destroy(&cl.done_mx);
     free(cl.w);
     free(cl.pattern);
     free(o->src);

@@ -22,7 +22,7 @@
 
 static const char *const local_keys[] = {
     "threads", "admin", "addressMap", "certificates", "sync", "tunnelTimeout", "drainTimeout",
-    "headerTimeout", "closeOnTargetDown", "connectTimeout", "accessLog", "pipeSize",
+    "headerTimeout", "closeOnTargetDown", "connectTimeout", "accessLog", "pipeSize", "splice",
 };
 
 static void load_address_map(struct ld *ld, const json_t *obj, struct sl_map_entry *v, size_t *n)
@@ -109,7 +109,7 @@ static void load_local(struct ld *ld, const json_t *root)
                 cfg_push_key(ld, k);
                 warn(ld, "unknown sluice setting, ignored (known: threads, admin, addressMap, "
                          "certificates, sync, tunnelTimeout, drainTimeout, headerTimeout, "
-                         "closeOnTargetDown, connectTimeout, accessLog, pipeSize)");
+                         "closeOnTargetDown, connectTimeout, accessLog, pipeSize, splice)");
                 cfg_pop(ld);
             }
         }
@@ -162,6 +162,7 @@ static void load_local(struct ld *ld, const json_t *root)
         if (cfg_get_int(ld, s, "headerTimeout", false, 1, INT32_MAXV, "ms", &v) == 1)
             l->header_timeout_ms = (uint32_t)v;
         cfg_get_bool(ld, s, "closeOnTargetDown", &l->close_on_target_down);
+        cfg_get_bool(ld, s, "splice", &l->splice);
         if (cfg_get_int(ld, s, "connectTimeout", false, 1, INT32_MAXV, "ms", &v) == 1)
             l->connect_timeout_ms = (uint32_t)v;
         if (cfg_get_int(ld, s, "pipeSize", false, 0, 1 << 30,

@@ -362,7 +362,7 @@ static int start_admin(struct run *r, const char *given, const char *conf)
 /* Settings read once at start: a reload that changes them says they wait for a restart. */
 static void restart_only(const struct sl_local *a, const struct sl_local *b)
 {
-    const char *what[4];
+    const char *what[5];
     size_t n = 0;
 
     if (a->threads != b->threads)
@@ -373,6 +373,8 @@ static void restart_only(const struct sl_local *a, const struct sl_local *b)
         what[n++] = "accessLog";
     if (a->pipe_size != b->pipe_size)
         what[n++] = "pipeSize";
+    if (a->splice != b->splice)
+        what[n++] = "splice";
     for (size_t i = 0; i < n; i++)
         sl_log(SL_LOG_WARN, "reload: sluice.%s changed; it takes effect at the next start",
                what[i]);

@@ -1,9 +1,13 @@
 /* The tunnel behind a WebSocket 101: one sl_tunnel owns the client and target sockets, one
- * struct event on each, and moves bytes both ways. Small messages are copied: one read into a
- * 16 KiB buffer from the worker's cache and one send, two syscalls and no page allocation,
- * which beats socket -> pipe -> socket for a chat-sized frame. A direction whose read fills
- * that buffer is streaming: it switches to splice(2) through a pipe, zero-copy, until a read
- * comes back small again. Pipes and buffers come from the worker's pool only while bytes are
+ * struct event on each, and moves bytes both ways. A direction copies: one read into a
+ * 16 KiB buffer from the worker's cache and one send, nothing allocated per message.
+ * splice(2) through a pipe is used only with a pool (sluice.splice) and only for streams:
+ * measured on loopback (bench/RESULTS.md), it beat copying by ~1.15x for one stream of
+ * 64 KiB messages, but with 50 streams of 4 KiB messages copying was ~1.5-2x faster (the
+ * receivers pay for spliced skbs; sluice was not the bottleneck there), and for small
+ * messages one read + one send beats socket -> pipe -> socket. So a direction whose reads
+ * keep filling the buffer (STREAM_AFTER in a row) tries splice, and stays with it while a
+ * splice round moves at least SPLICE_MIN bytes and the receiver keeps up. Pipes and buffers come from the worker's pool only while bytes are
  * in flight; without a pipe (pool empty, out of fds, splice unsupported) a direction copies. It
  * does not look at WebSocket frames: it is a byte pipe with half-close, reset and idle-timeout
  * rules. Single-threaded, like the worker that owns it. */
@@ -11,6 +15,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -25,6 +30,14 @@
 /* The copy path's buffer: 16 KiB is what one read of a loopback or LAN socket usually gives,
  * and small enough that a few of them per worker cost nothing. */
 #define COPY_BUF_SIZE (16 * 1024)
+/* Full copy reads in a row before a direction tries splice, and the bytes a splice round
+ * must move to keep it (see the top of the file). */
+#define STREAM_AFTER 4
+#define SPLICE_MIN (64 * 1024)
+/* After splice met small segments: this many more full copy reads before it tries again. */
+#define SMALL_SEGMENT_PENALTY (-100)
+/* Likewise after the receiver pushed back (a short send, or splice met a full socket). */
+#define BACKPRESSURE_PENALTY (-100)
 /* Idle copy buffers a pool keeps, so the copy path does not malloc on every read. */
 #define BUF_CACHE_MAX 16
 /* Bytes one direction moves per wakeup before yielding to the other connections of the
@@ -56,7 +69,7 @@ enum {
     DIR_F_SHUT = 1 << 1,     /* ... and it was passed on: shutdown(dst, SHUT_WR) done */
     DIR_F_NOSPLICE = 1 << 2, /* splice refused these fds: copy from now on */
     DIR_F_BUF_COPY = 1 << 3, /* buf is a COPY_BUF_SIZE buffer (back to the pool's cache) */
-    DIR_F_STREAM = 1 << 4,   /* reads fill buffers: splice (see the top of the file) */
+    DIR_F_STREAM = 1 << 4,   /* large reads: splice (see the top of the file) */
 };
 
 enum {
@@ -75,6 +88,7 @@ struct tun_dir {
     char *buf;             /* non-NULL only while off < len */
     uint32_t off, len;
     uint8_t flags;
+    int8_t full_reads; /* copy reads in a row that filled the buffer (or a penalty, < 0) */
 };
 
 struct sl_tunnel {
@@ -353,6 +367,9 @@ again:
                 return SL_AGAIN;
             return dir_fail(t, !i, errno);
         }
+        /* A short send: the receiver is the bottleneck, keep copying (see EAGAIN below). */
+        if ((size_t)n < d->len - d->off)
+            d->full_reads = BACKPRESSURE_PENALTY;
         d->off += (uint32_t)n;
         t->bytes[i] += (uint64_t)n;
         t->flags |= TUN_F_MOVED;
@@ -368,8 +385,14 @@ again:
         if (n == -1) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN)
+            if (errno == EAGAIN) {
+                /* The receiver is the bottleneck: splicing into a full socket moves a few
+                 * hundred bytes per wakeup (pipe pages count whole against its send
+                 * buffer), where a 16 KiB copy moves 16 KiB. Copy from now on. */
+                d->flags &= ~DIR_F_STREAM;
+                d->full_reads = BACKPRESSURE_PENALTY;
                 return SL_AGAIN;
+            }
             if (splice_unsupported(errno)) {
                 if (pipe_to_buf(t, d) != SL_OK)
                     return SL_ERROR;
@@ -422,7 +445,7 @@ static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, 
              * a small one it is most likely empty, and the EAGAIN of asking again would be
              * a wasted syscall (level-triggered EV_READ brings us back if more came). A
              * large one means a stream still arriving: keep filling the pipe. */
-            if (n < COPY_BUF_SIZE)
+            if (n < SPLICE_MIN)
                 break;
             continue;
         }
@@ -435,8 +458,19 @@ static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, 
         /* EAGAIN: the socket is empty, or the pipe ran out of slots before p->cap bytes
          * (each slot holds one page at most, and segments rarely fill pages): either way
          * level-triggered EV_READ tells us when to come back. */
-        if (errno == EAGAIN)
+        if (errno == EAGAIN) {
+            int queued = 0;
+
+            /* Room left in the pipe but no slot: if the socket still holds bytes, its
+             * segments are small (a few KiB each), and spliced small segments cost the
+             * receivers more than a copy would (see the top of the file). Copy for a
+             * good while before trying again. */
+            if (got > 0 && ioctl(t->fd[i], FIONREAD, &queued) == 0 && queued > 0) {
+                d->flags &= ~DIR_F_STREAM;
+                d->full_reads = SMALL_SEGMENT_PENALTY;
+            }
             break;
+        }
         if (splice_unsupported(errno)) {
             d->flags |= DIR_F_NOSPLICE;
             if (p->len == 0) {
@@ -453,8 +487,10 @@ static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, 
     else
         pipe_put(t->pool, p);
     if (got > 0) {
-        if (got < COPY_BUF_SIZE)
-            d->flags &= ~DIR_F_STREAM; /* the stream has dried up: copy small messages */
+        if (got < SPLICE_MIN && (d->flags & DIR_F_STREAM)) {
+            d->flags &= ~DIR_F_STREAM; /* too little for splice to pay: copy again */
+            d->full_reads = 0;
+        }
         t->flags |= TUN_F_MOVED;
         return got;
     }
@@ -484,8 +520,10 @@ static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
         /* A short read means the socket is empty now: skip the read that would only say
          * EAGAIN. */
         *more = n == COPY_BUF_SIZE;
-        if (*more)
-            d->flags |= DIR_F_STREAM; /* a full buffer: the next reads splice */
+        if (!*more)
+            d->full_reads = d->full_reads < 0 ? d->full_reads : 0;
+        else if (++d->full_reads >= STREAM_AFTER)
+            d->flags |= DIR_F_STREAM; /* a stream: the next reads try splice */
         t->flags |= TUN_F_MOVED;
         return n;
     }

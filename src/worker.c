@@ -500,10 +500,11 @@ struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n)
         ws->stop_fd[i] = -1;
     ws->n = n;
     /* Pipes cost two fds each and are held only while bytes are in flight: a quarter of the fd
-     * budget for them (haproxy's maxpipes rule of thumb), split over the workers. */
+     * budget for them (haproxy's maxpipes rule of thumb), split over the workers. None
+     * without sluice.splice: the tunnels copy (tunnel.c says why that is the default). */
     if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
         rl.rlim_cur = 65536;
-    pipes = (unsigned)(rl.rlim_cur / 4 / 2 / n);
+    pipes = cfg->local.splice ? (unsigned)(rl.rlim_cur / 4 / 2 / n) : 0;
     /* Every listener is bound before any thread runs: a port in use stops the start. */
     if ((slots = bind_new(cfg, NULL, n, &fds)) == -1)
         goto fail;

@@ -226,6 +226,7 @@ struct sl_local {
                                    * then close after it too (else they finish on their own) */
     uint32_t header_timeout_ms;   /* default 10000 */
     bool close_on_target_down;    /* default false */
+    bool splice;                  /* default false: tunnels may splice large streams */
     uint32_t connect_timeout_ms;  /* default 5000 */
     const char *access_log;       /* "-" = stdout (default), "off" = none, else a file */
     uint32_t pipe_size;           /* splice pipe size in bytes; default 256 KiB, 0 = kernel's */

@@ -21,8 +21,9 @@
 /* ---- sluice block ---------------------------------------------------------------------- */
 
 static const char *const local_keys[] = {
-    "threads", "admin", "addressMap", "certificates", "sync", "tunnelTimeout", "drainTimeout",
-    "headerTimeout", "closeOnTargetDown", "connectTimeout", "accessLog", "pipeSize", "splice",
+    "threads",       "admin",        "addressMap",    "certificates",      "sync",
+    "tunnelTimeout", "drainTimeout", "headerTimeout", "closeOnTargetDown", "connectTimeout",
+    "accessLog",     "pipeSize",     "splice",
 };
 
 static void load_address_map(struct ld *ld, const json_t *obj, struct sl_map_entry *v, size_t *n)
@@ -30,7 +31,8 @@ static void load_address_map(struct ld *ld, const json_t *obj, struct sl_map_ent
     const char *k;
     json_t *val;
 
-    json_object_foreach((json_t *)obj, k, val) {
+    json_object_foreach((json_t *)obj, k, val)
+    {
         struct sl_map_entry *m = &v[*n];
 
         cfg_push_key(ld, k);
@@ -58,7 +60,8 @@ static void load_certificates(struct ld *ld, const json_t *obj)
     json_t *val;
 
     v = sl_arena_calloc(ld->a, json_object_size(obj) + 1, sizeof(*v));
-    json_object_foreach((json_t *)obj, k, val) {
+    json_object_foreach((json_t *)obj, k, val)
+    {
         struct sl_certificate_ref *c = &v[l->n_certificates];
 
         cfg_push_key(ld, k);
@@ -97,11 +100,13 @@ static void load_local(struct ld *ld, const json_t *root)
     l->access_log = "-";
     l->pipe_size = 256 * 1024;
     m = s ? cfg_member(s, "addressMap") : NULL;
-    map = sl_arena_calloc(ld->a, (m && json_is_object(m) ? json_object_size(m) : 0) +
-                                     (o ? o->n_map : 0) + 1, sizeof(*map));
+    map = sl_arena_calloc(
+        ld->a, (m && json_is_object(m) ? json_object_size(m) : 0) + (o ? o->n_map : 0) + 1,
+        sizeof(*map));
     if (s) {
         cfg_push_key(ld, "sluice");
-        json_object_foreach(s, k, val) {
+        json_object_foreach(s, k, val)
+        {
             for (i = 0; i < SL_ARRAY_LEN(local_keys); i++)
                 if (!strcmp(k, local_keys[i]))
                     break;
@@ -121,8 +126,10 @@ static void load_local(struct ld *ld, const json_t *root)
 
             if (strcmp(l->admin, "off") && sl_addr_parse_port(l->admin, &a, &port) == -1) {
                 cfg_push_key(ld, "admin");
-                err(ld, "\"%s\" is not IP:PORT (e.g. \"127.0.0.1:9900\" or \"[::1]:9900\") "
-                    "or \"off\"", l->admin);
+                err(ld,
+                    "\"%s\" is not IP:PORT (e.g. \"127.0.0.1:9900\" or \"[::1]:9900\") "
+                    "or \"off\"",
+                    l->admin);
                 cfg_pop(ld);
             }
         }
@@ -139,9 +146,9 @@ static void load_local(struct ld *ld, const json_t *root)
         if ((sync = cfg_get_obj(ld, s, "sync", false, NULL))) {
             cfg_push_key(ld, "sync");
             cfg_get_str(ld, sync, "datacenterId", true, "the data center's UUID",
-                    &l->sync_datacenter_id);
+                        &l->sync_datacenter_id);
             cfg_get_str(ld, sync, "applicationLoadBalancerId", true, "the ALB's UUID",
-                    &l->sync_alb_id);
+                        &l->sync_alb_id);
             if (cfg_get_int(ld, sync, "intervalSeconds", false, 1, 86400, "seconds", &v) == 1)
                 l->sync_interval_s = (unsigned)v;
             cfg_get_str(ld, sync, "apiUrl", false, "the API's base URL", &l->sync_api_url);
@@ -152,7 +159,7 @@ static void load_local(struct ld *ld, const json_t *root)
             cfg_pop(ld);
         }
         if (cfg_get_int(ld, s, "tunnelTimeout", false, 0, INT32_MAXV, "ms (0 = clientTimeout)",
-                    &v) == 1)
+                        &v) == 1)
             l->tunnel_timeout_ms = (uint32_t)v;
         if (cfg_get_int(ld, s, "drainTimeout", false, 0, INT32_MAXV,
                         "ms (0 = close everything at once on SIGTERM)", &v) == 1) {
@@ -236,14 +243,14 @@ static json_t *resource(struct ld *ld, const json_t *r, const char **id, const c
 
 /* ---- target groups ----------------------------------------------------------------------- */
 
-static const char *const algorithm_names[] = { "ROUND_ROBIN", "LEAST_CONNECTION", "RANDOM",
-                                               "SOURCE_IP" };
-static const char *const proxy_names[] = { "none", "v1", "v2", "v2ssl" };
-static const char *const method_names[] = { "GET", "HEAD", "PUT", "POST", "TRACE", "PATCH",
-                                            "OPTIONS" };
-static const char *const match_names[] = { "STATUS_CODE", "RESPONSE_BODY" };
-static const char *const http_only[] = { "HTTP" };
-static const char *const version_names[] = { "HTTP1", "HTTP2" };
+static const char *const algorithm_names[] = {"ROUND_ROBIN", "LEAST_CONNECTION", "RANDOM",
+                                              "SOURCE_IP"};
+static const char *const proxy_names[] = {"none", "v1", "v2", "v2ssl"};
+static const char *const method_names[] = {"GET",   "HEAD",  "PUT",    "POST",
+                                           "TRACE", "PATCH", "OPTIONS"};
+static const char *const match_names[] = {"STATUS_CODE", "RESPONSE_BODY"};
+static const char *const http_only[] = {"HTTP"};
+static const char *const version_names[] = {"HTTP1", "HTTP2"};
 
 const char *sl_algorithm_name(enum sl_algorithm a)
 {
@@ -305,8 +312,8 @@ static bool load_target(struct ld *ld, const json_t *t, struct sl_target *out)
         ok = false;
     if (cfg_get_int(ld, t, "weight", false, 0, 256, NULL, &v) == 1)
         out->weight = (uint16_t)v;
-    if (cfg_get_enum(ld, t, "proxyProtocol", false, proxy_names, SL_ARRAY_LEN(proxy_names),
-                     &e) == 1)
+    if (cfg_get_enum(ld, t, "proxyProtocol", false, proxy_names, SL_ARRAY_LEN(proxy_names), &e) ==
+        1)
         out->proxy_protocol = (enum sl_proxy_protocol)e;
     cfg_get_bool(ld, t, "healthCheckEnabled", &out->health_check_enabled);
     cfg_get_bool(ld, t, "maintenanceEnabled", &out->maintenance_enabled);
@@ -356,11 +363,11 @@ static void load_health(struct ld *ld, const json_t *p, struct sl_target_group *
             err(ld, "\"%s\" must start with '/'", c->path);
             cfg_pop(ld);
         }
-        if (cfg_get_enum(ld, hh, "method", false, method_names, SL_ARRAY_LEN(method_names),
-                         &e) == 1)
+        if (cfg_get_enum(ld, hh, "method", false, method_names, SL_ARRAY_LEN(method_names), &e) ==
+            1)
             c->method = (enum sl_http_method)e;
-        int mt = cfg_get_enum(ld, hh, "matchType", true, match_names,
-                              SL_ARRAY_LEN(match_names), &e);
+        int mt =
+            cfg_get_enum(ld, hh, "matchType", true, match_names, SL_ARRAY_LEN(match_names), &e);
         int rx = cfg_get_bool(ld, hh, "regex", &c->regex);
 
         if (mt == 1)
@@ -368,7 +375,8 @@ static void load_health(struct ld *ld, const json_t *p, struct sl_target_group *
         cfg_get_bool(ld, hh, "negate", &c->negate);
         /* The response is judged by matchType and regex: not when either was wrong. */
         if (cfg_get_str(ld, hh, "response", true,
-                    "the expected status code or body (matchType decides)", &c->response) == 1 &&
+                        "the expected status code or body (matchType decides)",
+                        &c->response) == 1 &&
             mt == 1 && rx != -1) {
             if (c->regex) {
                 c->re = cfg_compile_at(ld, "response", c->response, false);
@@ -378,8 +386,10 @@ static void load_health(struct ld *ld, const json_t *p, struct sl_target_group *
 
                 if (*end || end == c->response || code < 100 || code > 599) {
                     cfg_push_key(ld, "response");
-                    err(ld, "\"%s\" is not a status code; with matchType STATUS_CODE it must be "
-                            "100 to 599 (or set regex: true)", c->response);
+                    err(ld,
+                        "\"%s\" is not a status code; with matchType STATUS_CODE it must be "
+                        "100 to 599 (or set regex: true)",
+                        c->response);
                     cfg_pop(ld);
                 }
             }
@@ -397,7 +407,8 @@ static void load_target_groups(struct ld *ld, const json_t *root)
     struct sl_target_group *v = sl_arena_calloc(ld->a, n + 1, sizeof(*v));
 
     ld->tg = v;
-    json_array_foreach(arr, i, r) {
+    json_array_foreach(arr, i, r)
+    {
         struct sl_target_group *g = &v[ld->n_tg];
         json_t *p, *ta;
         int e;
@@ -411,11 +422,11 @@ static void load_target_groups(struct ld *ld, const json_t *root)
         cfg_push_key(ld, "properties");
         cfg_get_str(ld, p, "name", true, "the target group's name", &g->name);
         if (cfg_get_enum(ld, p, "algorithm", true, algorithm_names, SL_ARRAY_LEN(algorithm_names),
-                     &e) == 1)
+                         &e) == 1)
             g->algorithm = (enum sl_algorithm)e;
         cfg_get_enum(ld, p, "protocol", true, http_only, 1, &e);
         if (cfg_get_enum(ld, p, "protocolVersion", false, version_names,
-                     SL_ARRAY_LEN(version_names), &e) == 1)
+                         SL_ARRAY_LEN(version_names), &e) == 1)
             g->protocol_version = (enum sl_protocol_version)e;
         g->targets_loc = cfg_here_key(ld, "targets");
         if ((ta = cfg_get_arr(ld, p, "targets"))) {
@@ -423,7 +434,8 @@ static void load_target_groups(struct ld *ld, const json_t *root)
             json_t *tv;
 
             cfg_push_key(ld, "targets");
-            json_array_foreach(ta, j, tv) {
+            json_array_foreach(ta, j, tv)
+            {
                 cfg_push_index(ld, j);
                 if (load_target(ld, tv, &t[g->n_targets])) {
                     for (k = 0; k < g->n_targets; k++) {
@@ -464,12 +476,12 @@ static void load_target_groups(struct ld *ld, const json_t *root)
 
 /* ---- http rules and conditions ----------------------------------------------------------- */
 
-static const char *const cond_type_names[] = { "HEADER", "PATH", "QUERY", "METHOD", "HOST",
-                                               "COOKIE", "SOURCE_IP" };
+static const char *const cond_type_names[] = {"HEADER", "PATH",   "QUERY",    "METHOD",
+                                              "HOST",   "COOKIE", "SOURCE_IP"};
 /* Index 0 of enum sl_cond_op is SL_OP_NONE, which is not a JSON value. */
-static const char *const cond_op_names[] = { "EXISTS", "CONTAINS", "EQUALS", "MATCHES",
-                                             "STARTS_WITH", "ENDS_WITH" };
-static const char *const rule_type_names[] = { "FORWARD", "STATIC", "REDIRECT" };
+static const char *const cond_op_names[] = {"EXISTS",  "CONTAINS",    "EQUALS",
+                                            "MATCHES", "STARTS_WITH", "ENDS_WITH"};
+static const char *const rule_type_names[] = {"FORWARD", "STATIC", "REDIRECT"};
 
 const char *sl_cond_type_name(enum sl_cond_type t)
 {
@@ -515,7 +527,7 @@ static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *
         }
         c->op = SL_OP_NONE;
     } else if (cfg_get_enum(ld, j, "condition", true, cond_op_names, SL_ARRAY_LEN(cond_op_names),
-                        &e) == 1) {
+                            &e) == 1) {
         c->op = (enum sl_cond_op)(e + 1);
     } else {
         ok = false;
@@ -524,9 +536,10 @@ static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *
 
     if (c->type == SL_COND_HEADER || c->type == SL_COND_QUERY || c->type == SL_COND_COOKIE) {
         if (cfg_get_str(ld, j, "key", true,
-                    c->type == SL_COND_HEADER ? "the header name" :
-                    c->type == SL_COND_QUERY ? "the query parameter name" : "the cookie name",
-                    &key) != 1) {
+                        c->type == SL_COND_HEADER  ? "the header name"
+                        : c->type == SL_COND_QUERY ? "the query parameter name"
+                                                   : "the cookie name",
+                        &key) != 1) {
             ok = false;
         } else if (c->type == SL_COND_HEADER && !sl_http_is_token(key, strlen(key))) {
             cfg_push_key(ld, "key");
@@ -547,8 +560,10 @@ static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *
         if (cfg_get_str(ld, j, "value", true, "a CIDR such as \"10.0.0.0/8\"", &value) == 1) {
             cfg_push_key(ld, "value");
             if (!strchr(value, '/'))
-                err(ld, "\"%s\" is not a CIDR: IONOS requires the mask (\"%s/%d\" for one "
-                        "address)", value, value, strchr(value, ':') ? 128 : 32);
+                err(ld,
+                    "\"%s\" is not a CIDR: IONOS requires the mask (\"%s/%d\" for one "
+                    "address)",
+                    value, value, strchr(value, ':') ? 128 : 32);
             else if (sl_cidr_parse(value, &c->cidr) == -1)
                 err(ld, "\"%s\" is not a valid CIDR (e.g. \"10.0.0.0/8\", \"2001:db8::/32\")",
                     value);
@@ -585,8 +600,8 @@ static bool load_condition(struct ld *ld, const json_t *j, struct sl_condition *
     c->key_len = key ? strlen(key) : 0;
     c->value_len = c->value ? strlen(c->value) : 0;
     c->flags = sl_router_cond_flags(c->type, c->key, c->key_len);
-    if (c->op == SL_OP_MATCHES && !(c->re = cfg_compile_at(ld, "value", c->value,
-                                                       c->flags & SL_COND_F_NOCASE)))
+    if (c->op == SL_OP_MATCHES &&
+        !(c->re = cfg_compile_at(ld, "value", c->value, c->flags & SL_COND_F_NOCASE)))
         return false;
     return true;
 }
@@ -621,8 +636,10 @@ static const struct sl_target_group *resolve_group(struct ld *ld, const char *re
                                    ld->tg[i].name);
     }
     if (!ld->n_tg)
-        err(ld, "\"%s\" matches no target group: the file defines none (add them under "
-                "\"targetGroups\")", ref);
+        err(ld,
+            "\"%s\" matches no target group: the file defines none (add them under "
+            "\"targetGroups\")",
+            ref);
     else
         err(ld, "\"%s\" matches no target group id or name; ids: %s; names: %s", ref,
             oi ? ids : "(none)", on ? names : "(none)");
@@ -643,27 +660,31 @@ static bool load_http_rule(struct ld *ld, const json_t *j, struct sl_http_rule *
         return false;
     }
     ok &= cfg_get_str(ld, j, "name", true, "the rule's name, unique in the forwarding rule",
-                  &r->name) == 1;
+                      &r->name) == 1;
     if (cfg_get_enum(ld, j, "type", true, rule_type_names, SL_ARRAY_LEN(rule_type_names), &e) != 1)
         return false;
     r->type = (enum sl_rule_type)e;
 
     /* Fields valid for one action only are errors on the others, as the API refuses them. */
-    static const struct { const char *key; unsigned types; } only[] = {
-        { "targetGroup", 1u << SL_RULE_FORWARD },
-        { "location", 1u << SL_RULE_REDIRECT },
-        { "dropQuery", 1u << SL_RULE_REDIRECT },
-        { "statusCode", 1u << SL_RULE_REDIRECT | 1u << SL_RULE_STATIC },
-        { "responseMessage", 1u << SL_RULE_STATIC },
-        { "contentType", 1u << SL_RULE_STATIC },
+    static const struct {
+        const char *key;
+        unsigned types;
+    } only[] = {
+        {"targetGroup", 1u << SL_RULE_FORWARD},
+        {"location", 1u << SL_RULE_REDIRECT},
+        {"dropQuery", 1u << SL_RULE_REDIRECT},
+        {"statusCode", 1u << SL_RULE_REDIRECT | 1u << SL_RULE_STATIC},
+        {"responseMessage", 1u << SL_RULE_STATIC},
+        {"contentType", 1u << SL_RULE_STATIC},
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(only); i++) {
         if (cfg_member(j, only[i].key) && !(only[i].types & (1u << r->type))) {
             cfg_push_key(ld, only[i].key);
             err(ld, "is not valid for a %s rule (only for %s)", rule_type_names[r->type],
-                !strcmp(only[i].key, "statusCode") ? "STATIC and REDIRECT" :
-                only[i].types == 1u << SL_RULE_FORWARD ? "FORWARD" :
-                only[i].types == 1u << SL_RULE_STATIC ? "STATIC" : "REDIRECT");
+                !strcmp(only[i].key, "statusCode")       ? "STATIC and REDIRECT"
+                : only[i].types == 1u << SL_RULE_FORWARD ? "FORWARD"
+                : only[i].types == 1u << SL_RULE_STATIC  ? "STATIC"
+                                                         : "REDIRECT");
             cfg_pop(ld);
             ok = false;
         }
@@ -672,7 +693,7 @@ static bool load_http_rule(struct ld *ld, const json_t *j, struct sl_http_rule *
     switch (r->type) {
     case SL_RULE_FORWARD:
         if (cfg_get_str(ld, j, "targetGroup", true, "the target group's id (or name)",
-                    &r->target_group_ref) == 1) {
+                        &r->target_group_ref) == 1) {
             cfg_push_key(ld, "targetGroup");
             r->group = resolve_group(ld, r->target_group_ref);
             ok &= r->group != NULL;
@@ -685,10 +706,10 @@ static bool load_http_rule(struct ld *ld, const json_t *j, struct sl_http_rule *
         r->status_code = 503;
         if (cfg_get_int(ld, j, "statusCode", false, 200, 599, NULL, &v) == 1)
             r->status_code = (int)v;
-        ok &= cfg_get_str(ld, j, "responseMessage", true, "the response body", &r->response_message)
-              == 1;
+        ok &= cfg_get_str(ld, j, "responseMessage", true, "the response body",
+                          &r->response_message) == 1;
         cfg_get_str(ld, j, "contentType", false, "a media type such as \"text/plain\"",
-                &r->content_type);
+                    &r->content_type);
         break;
     case SL_RULE_REDIRECT:
         r->status_code = 301;
@@ -708,7 +729,7 @@ static bool load_http_rule(struct ld *ld, const json_t *j, struct sl_http_rule *
             }
         }
         ok &= cfg_get_str(ld, j, "location", true, "the redirect target (URL or host)",
-                      &r->location) == 1;
+                          &r->location) == 1;
         cfg_get_bool(ld, j, "dropQuery", &r->drop_query);
         break;
     }
@@ -719,7 +740,8 @@ static bool load_http_rule(struct ld *ld, const json_t *j, struct sl_http_rule *
         size_t i;
 
         cfg_push_key(ld, "conditions");
-        json_array_foreach(ca, i, cv) {
+        json_array_foreach(ca, i, cv)
+        {
             cfg_push_index(ld, i);
             if (load_condition(ld, cv, &c[r->n_conds]))
                 r->n_conds++;
@@ -766,7 +788,8 @@ static void load_frule(struct ld *ld, const json_t *r, struct sl_forwarding_rule
         size_t i, k;
 
         cfg_push_key(ld, "serverCertificates");
-        json_array_foreach(arr, i, cv) {
+        json_array_foreach(arr, i, cv)
+        {
             cfg_push_index(ld, i);
             if (!json_is_string(cv)) {
                 cfg_bad_type(ld, cv, "a certificate id (string)");
@@ -778,8 +801,10 @@ static void load_frule(struct ld *ld, const json_t *r, struct sl_forwarding_rule
                     if (!strcmp(ld->cfg->local.certificates[k].ref, ref))
                         break;
                 if (k == ld->cfg->local.n_certificates) {
-                    err(ld, "certificate \"%s\" has no entry in sluice.certificates (its "
-                            "\"cert\" and \"key\" PEM files)", ref);
+                    err(ld,
+                        "certificate \"%s\" has no entry in sluice.certificates (its "
+                        "\"cert\" and \"key\" PEM files)",
+                        ref);
                     *ok = false;
                 }
                 certs[f->n_server_certificates++] = sl_arena_strdup(ld->a, ref);
@@ -790,23 +815,25 @@ static void load_frule(struct ld *ld, const json_t *r, struct sl_forwarding_rule
         f->server_certificates = certs;
     }
     if ((arr = cfg_get_arr(ld, p, "httpRules"))) {
-        struct sl_http_rule *rules = sl_arena_calloc(ld->a, json_array_size(arr) + 1,
-                                                     sizeof(*rules));
+        struct sl_http_rule *rules =
+            sl_arena_calloc(ld->a, json_array_size(arr) + 1, sizeof(*rules));
         const struct sl_http_rule **order;
         json_t *rv;
         size_t i, k, n = 0;
 
         cfg_push_key(ld, "httpRules");
-        json_array_foreach(arr, i, rv) {
+        json_array_foreach(arr, i, rv)
+        {
             cfg_push_index(ld, i);
             if (load_http_rule(ld, rv, &rules[n])) {
                 rules[n].index = (unsigned)i;
                 for (k = 0; k < n; k++) {
                     if (!strcmp(rules[k].name, rules[n].name)) {
                         cfg_push_key(ld, "name");
-                        err(ld, "duplicate http rule name \"%s\" (also httpRules[%u]); names "
-                                "must be unique in a forwarding rule", rules[n].name,
-                            rules[k].index);
+                        err(ld,
+                            "duplicate http rule name \"%s\" (also httpRules[%u]); names "
+                            "must be unique in a forwarding rule",
+                            rules[n].name, rules[k].index);
                         cfg_pop(ld);
                         *ok = false;
                     }
@@ -838,8 +865,8 @@ static void load_frule(struct ld *ld, const json_t *r, struct sl_forwarding_rule
 
 static void load_frules(struct ld *ld, const json_t *root, const json_t *alb_entities)
 {
-    const json_t *src[2] = { root, alb_entities };
-    const char *keys[2] = { "forwardingRules", "forwardingrules" };
+    const json_t *src[2] = {root, alb_entities};
+    const char *keys[2] = {"forwardingRules", "forwardingrules"};
     struct sl_forwarding_rule *v;
     size_t total = 0, i, s, k;
 
@@ -863,7 +890,8 @@ static void load_frules(struct ld *ld, const json_t *root, const json_t *alb_ent
             cfg_push_key(ld, "entities");
         }
         arr = get_collection(ld, src[s], keys[s], &pushed);
-        json_array_foreach(arr, i, r) {
+        json_array_foreach(arr, i, r)
+        {
             struct sl_forwarding_rule *f = &v[ld->cfg->n_frules];
             bool ok = true;
 
@@ -871,8 +899,7 @@ static void load_frules(struct ld *ld, const json_t *root, const json_t *alb_ent
             load_frule(ld, r, f, &ok);
             for (k = 0; ok && f->id && k < ld->cfg->n_frules; k++) {
                 if (v[k].id && !strcmp(v[k].id, f->id)) {
-                    err(ld, "duplicate forwarding rule id \"%s\" (also %s)", f->id,
-                        v[k].loc.path);
+                    err(ld, "duplicate forwarding rule id \"%s\" (also %s)", f->id, v[k].loc.path);
                     ok = false;
                 }
             }
@@ -917,7 +944,8 @@ static const json_t *load_alb(struct ld *ld, const json_t *root)
         json_t *iv;
 
         cfg_push_key(ld, "ips");
-        json_array_foreach(arr, i, iv) {
+        json_array_foreach(arr, i, iv)
+        {
             size_t n = alb->n_ips;
 
             cfg_push_index(ld, i);
@@ -926,7 +954,8 @@ static const json_t *load_alb(struct ld *ld, const json_t *root)
             } else if (sl_addr_parse(json_string_value(iv), &a[n]) == -1) {
                 err(ld, "\"%s\" is not an IPv4 or IPv6 address%s", json_string_value(iv),
                     strchr(json_string_value(iv), '/') ? ": write it without the /mask (masks "
-                    "belong in lbPrivateIps)" : "");
+                                                         "belong in lbPrivateIps)"
+                                                       : "");
             } else {
                 uint16_t port = 0;
 
@@ -946,7 +975,8 @@ static const json_t *load_alb(struct ld *ld, const json_t *root)
         json_t *iv;
 
         cfg_push_key(ld, "lbPrivateIps");
-        json_array_foreach(arr, i, iv) {
+        json_array_foreach(arr, i, iv)
+        {
             size_t n = alb->n_lb_private_ips;
             const char *s = json_is_string(iv) ? json_string_value(iv) : NULL;
 
@@ -954,8 +984,8 @@ static const json_t *load_alb(struct ld *ld, const json_t *root)
             if (!s) {
                 cfg_bad_type(ld, iv, "an IP address with a mask, e.g. \"10.20.30.40/24\"");
             } else if (!strchr(s, '/')) {
-                err(ld, "\"%s\" has no mask; lbPrivateIps are written with one, e.g. \"%s/24\"",
-                    s, s);
+                err(ld, "\"%s\" has no mask; lbPrivateIps are written with one, e.g. \"%s/24\"", s,
+                    s);
             } else if (sl_cidr_parse(s, &c[n]) == -1) {
                 err(ld, "\"%s\" is not an IP address with a mask (e.g. \"10.20.30.40/24\")", s);
             } else {
@@ -1023,10 +1053,10 @@ struct sl_config *sl_config_load_json(const char *origin, json_t *root, const st
 {
     struct sl_config *c = calloc(1, sizeof(*c));
     size_t errors_before = d->n_errors;
-    struct ld ld = { .d = d, .pos = pos, .opts = o };
+    struct ld ld = {.d = d, .pos = pos, .opts = o};
     const json_t *ent;
-    static const char *const top_keys[] = { "applicationLoadBalancer", "forwardingRules",
-                                            "targetGroups", "sluice" };
+    static const char *const top_keys[] = {"applicationLoadBalancer", "forwardingRules",
+                                           "targetGroups", "sluice"};
 
     if (!c || !(c->origin = strdup(origin ? origin : "config")))
         abort();
@@ -1037,8 +1067,9 @@ struct sl_config *sl_config_load_json(const char *origin, json_t *root, const st
     sl_jpath_init(&ld.path);
 
     if (!json_is_object(root)) {
-        cfg_bad_type(&ld, root, "an object with applicationLoadBalancer, forwardingRules, "
-                            "targetGroups and sluice");
+        cfg_bad_type(&ld, root,
+                     "an object with applicationLoadBalancer, forwardingRules, "
+                     "targetGroups and sluice");
         goto fail;
     }
     {
@@ -1047,11 +1078,14 @@ struct sl_config *sl_config_load_json(const char *origin, json_t *root, const st
         for (size_t i = 0; i < SL_ARRAY_LEN(top_keys); i++)
             any |= json_object_get(root, top_keys[i]) != NULL;
         if (!any) {
-            err(&ld, "none of applicationLoadBalancer, forwardingRules, targetGroups, sluice "
-                     "is here%s", json_object_get(root, "properties") ?
-                     "; this looks like one API request body: put it under "
-                     "\"applicationLoadBalancer\", or in a \"forwardingRules\" or "
-                     "\"targetGroups\" array" : "");
+            err(&ld,
+                "none of applicationLoadBalancer, forwardingRules, targetGroups, sluice "
+                "is here%s",
+                json_object_get(root, "properties")
+                    ? "; this looks like one API request body: put it under "
+                      "\"applicationLoadBalancer\", or in a \"forwardingRules\" or "
+                      "\"targetGroups\" array"
+                    : "");
             goto fail;
         }
     }

@@ -70,7 +70,7 @@ struct cli {
     struct sl_explain_opts ex;
     unsigned threads;
     const char *admin;
-    char *sync_dc;      /* --sync DATACENTER_ID/ALB_ID, split */
+    char *sync_dc; /* --sync DATACENTER_ID/ALB_ID, split */
     const char *sync_alb;
     bool insecure;
     const char *ca_file;
@@ -80,7 +80,7 @@ struct cli {
  * -1 when done (help printed), or the exit code of a usage error. */
 static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
 {
-    const char *pos[2] = { NULL, NULL };
+    const char *pos[2] = {NULL, NULL};
     size_t n_pos = 0;
     int i;
 
@@ -166,9 +166,11 @@ static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
                 if (c->n_maps == MAX_MAPS)
                     return usage("too many --map options");
                 if (sl_map_entry_parse(val, &c->maps[c->n_maps]) == -1) {
-                    snprintf(msg, sizeof(msg), "--map %s: expected FROM=TO with IP or IP:PORT "
-                                               "on each side (IPv6 with a port as [::1]:80), "
-                                               "both sides of one address family", val);
+                    snprintf(msg, sizeof(msg),
+                             "--map %s: expected FROM=TO with IP or IP:PORT "
+                             "on each side (IPv6 with a port as [::1]:80), "
+                             "both sides of one address family",
+                             val);
                     return usage(msg);
                 }
                 c->n_maps++;
@@ -204,7 +206,7 @@ static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
 
 static struct sl_config *load(const struct cli *c, struct sl_diags *d)
 {
-    struct sl_load_opts o = { .map = c->maps, .n_map = c->n_maps };
+    struct sl_load_opts o = {.map = c->maps, .n_map = c->n_maps};
 
     return sl_config_load_file(c->config, &o, d);
 }
@@ -226,7 +228,7 @@ static struct sl_config *load_checked(const struct cli *c, struct sl_diags *d, F
 
 static int cmd_check(int argc, char **argv)
 {
-    struct cli c = { 0 };
+    struct cli c = {0};
     struct sl_diags d;
     struct sl_config *cfg;
     size_t rules = 0, i;
@@ -242,9 +244,10 @@ static int cmd_check(int argc, char **argv)
         for (i = 0; i < cfg->n_frules; i++)
             rules += cfg->frules[i].n_rules;
         printf("%s: valid: %zu forwarding rule%s, %zu http rule%s, %zu target group%s; "
-               "%zu warning%s%s\n", c.config, cfg->n_frules, cfg->n_frules == 1 ? "" : "s",
-               rules, rules == 1 ? "" : "s", cfg->n_tgroups, cfg->n_tgroups == 1 ? "" : "s",
-               d.n_warnings, d.n_warnings == 1 ? "" : "s",
+               "%zu warning%s%s\n",
+               c.config, cfg->n_frules, cfg->n_frules == 1 ? "" : "s", rules, rules == 1 ? "" : "s",
+               cfg->n_tgroups, cfg->n_tgroups == 1 ? "" : "s", d.n_warnings,
+               d.n_warnings == 1 ? "" : "s",
                c.strict && d.n_warnings ? " (errors with --strict)" : "");
         rc = c.strict && d.n_warnings ? 1 : 0;
     }
@@ -276,7 +279,7 @@ static char *read_all(FILE *f, size_t *len)
 
 static int cmd_explain(int argc, char **argv)
 {
-    struct cli c = { 0 };
+    struct cli c = {0};
     struct sl_diags d;
     struct sl_config *cfg;
     FILE *f = stdin;
@@ -322,10 +325,10 @@ struct run {
     const struct cli *cli;
     struct event_base *base;
     struct sl_workers *ws;
-    struct sl_config *cfg;      /* the running config (one ref) */
+    struct sl_config *cfg; /* the running config (one ref) */
     struct sl_admin *admin;
     struct sl_health *health;
-    struct sl_sync *sync;       /* NULL unless the config comes from the API */
+    struct sl_sync *sync; /* NULL unless the config comes from the API */
     uint32_t drain_ms;
     unsigned stops, ended;
     atomic_bool close_on_down; /* sluice.closeOnTargetDown, for the checker's thread */
@@ -355,7 +358,7 @@ static int start_admin(struct run *r, const char *given, const char *conf)
     if (r->admin || given || conf)
         return r->admin ? 0 : -1;
     sl_log(SL_LOG_WARN, "running without the admin endpoint (set sluice.admin or --admin to "
-           "choose another address, or \"off\")");
+                        "choose another address, or \"off\")");
     return 0;
 }
 
@@ -403,7 +406,8 @@ static int apply(struct run *r, struct sl_config *cfg, const char *origin, uint6
     sl_config_info.load_duration_us = sl_clock_us(CLOCK_MONOTONIC) - t0;
     sl_config_info.load_time_ms = sl_clock_ms(CLOCK_REALTIME);
     sl_config_info.generation = gen;
-    sl_log(SL_LOG_INFO, "reload: generation %llu from %s: %zu forwarding rule%s, %zu target "
+    sl_log(SL_LOG_INFO,
+           "reload: generation %llu from %s: %zu forwarding rule%s, %zu target "
            "group%s; open connections and tunnels keep the config they started with",
            (unsigned long long)gen, origin, cfg->n_frules, cfg->n_frules == 1 ? "" : "s",
            cfg->n_tgroups, cfg->n_tgroups == 1 ? "" : "s");
@@ -445,8 +449,10 @@ static void reload(struct run *r)
         sl_config_lint(cfg, &d);
     log_diags(&d, SL_LOG_WARN, "reload");
     if (!cfg) {
-        sl_log(SL_LOG_ERR, "reload: %s has %zu error%s: refused; the running config stays "
-               "(generation %llu)", r->cli->config, d.n_errors, d.n_errors == 1 ? "" : "s",
+        sl_log(SL_LOG_ERR,
+               "reload: %s has %zu error%s: refused; the running config stays "
+               "(generation %llu)",
+               r->cli->config, d.n_errors, d.n_errors == 1 ? "" : "s",
                (unsigned long long)sl_stat_get(&sl_config_info.generation));
         sl_diags_deinit(&d);
         return;
@@ -461,7 +467,7 @@ static void reload(struct run *r)
 static int on_sync_doc(json_t *doc, const char *origin, char *why, size_t why_len, void *arg)
 {
     struct run *r = arg;
-    struct sl_load_opts o = { .map = r->cli->maps, .n_map = r->cli->n_maps };
+    struct sl_load_opts o = {.map = r->cli->maps, .n_map = r->cli->n_maps};
     struct sl_diags d;
     struct sl_config *cfg;
     uint64_t t0 = sl_clock_us(CLOCK_MONOTONIC);
@@ -476,8 +482,8 @@ static int on_sync_doc(json_t *doc, const char *origin, char *why, size_t why_le
 
         if (d.n)
             sl_diag_format(&d, &d.v[0], first, sizeof(first));
-        snprintf(why, why_len, "%zu error%s, the first: %s", d.n_errors,
-                 d.n_errors == 1 ? "" : "s", first);
+        snprintf(why, why_len, "%zu error%s, the first: %s", d.n_errors, d.n_errors == 1 ? "" : "s",
+                 first);
         sl_diags_deinit(&d);
         return -1;
     }
@@ -578,11 +584,17 @@ static int start_sync(struct run *r, struct sl_config *file_cfg)
     const struct sl_local *l = file_cfg ? &file_cfg->local : NULL;
     json_t *local = c->config ? local_block(c->config) : NULL;
     struct sl_sync_opts o = {
-        .datacenter_id = c->sync_dc ? c->sync_dc : l ? l->sync_datacenter_id : NULL,
-        .alb_id = c->sync_alb ? c->sync_alb : l ? l->sync_alb_id : NULL,
+        .datacenter_id = c->sync_dc ? c->sync_dc
+                         : l        ? l->sync_datacenter_id
+                                    : NULL,
+        .alb_id = c->sync_alb ? c->sync_alb
+                  : l         ? l->sync_alb_id
+                              : NULL,
         .interval_s = l ? l->sync_interval_s : 10,
         .api_url = l ? l->sync_api_url : NULL,
-        .ca_file = c->ca_file ? c->ca_file : l ? l->sync_ca_file : NULL,
+        .ca_file = c->ca_file ? c->ca_file
+                   : l        ? l->sync_ca_file
+                              : NULL,
         .insecure = c->insecure,
         .cache_file = l ? l->sync_cache_file : NULL,
         .local = local,
@@ -590,8 +602,10 @@ static int start_sync(struct run *r, struct sl_config *file_cfg)
     int rc = -1;
 
     if (file_cfg && (file_cfg->n_frules || file_cfg->n_tgroups || file_cfg->alb.present))
-        sl_log(SL_LOG_WARN, "sync: %s also holds IONOS resources; the API's are used, the "
-               "file gives only its sluice block", c->config);
+        sl_log(SL_LOG_WARN,
+               "sync: %s also holds IONOS resources; the API's are used, the "
+               "file gives only its sluice block",
+               c->config);
     r->sync = sl_sync_new(r->base, &o, on_sync_doc, r);
     if (r->sync)
         rc = sl_sync_first(r->sync, 15);
@@ -601,12 +615,12 @@ static int start_sync(struct run *r, struct sl_config *file_cfg)
 
 static int cmd_run(int argc, char **argv)
 {
-    struct cli c = { 0 };
-    struct run r = { 0 };
+    struct cli c = {0};
+    struct run r = {0};
     struct sl_diags d;
     struct sl_config *cfg = NULL;
-    struct event *sig[3] = { NULL, NULL, NULL }, *end = NULL;
-    static const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
+    struct event *sig[3] = {NULL, NULL, NULL}, *end = NULL;
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
     int rc;
     uint64_t t0;
 
@@ -646,7 +660,7 @@ static int cmd_run(int argc, char **argv)
                 rc = 0;
             } else {
                 fprintf(stderr, "sluice: no config from the API nor from its cache; nothing "
-                        "started\n");
+                                "started\n");
                 rc = 1;
             }
             goto out;
@@ -659,8 +673,7 @@ static int cmd_run(int argc, char **argv)
     sl_config_info.load_time_ms = sl_clock_ms(CLOCK_REALTIME);
     sl_config_info.generation = 1;
     if (sl_log_start(r.cfg->local.access_log, SL_LOG_INFO) == -1) {
-        fprintf(stderr, "sluice: access log %s: %s\n", r.cfg->local.access_log,
-                strerror(errno));
+        fprintf(stderr, "sluice: access log %s: %s\n", r.cfg->local.access_log, strerror(errno));
         rc = 1;
         goto out;
     }

@@ -7,10 +7,10 @@
  * receivers pay for spliced skbs; sluice was not the bottleneck there), and for small
  * messages one read + one send beats socket -> pipe -> socket. So a direction whose reads
  * keep filling the buffer (STREAM_AFTER in a row) tries splice, and stays with it while a
- * splice round moves at least SPLICE_MIN bytes and the receiver keeps up. Pipes and buffers come from the worker's pool only while bytes are
- * in flight; without a pipe (pool empty, out of fds, splice unsupported) a direction copies. It
- * does not look at WebSocket frames: it is a byte pipe with half-close, reset and idle-timeout
- * rules. Single-threaded, like the worker that owns it. */
+ * splice round moves at least SPLICE_MIN bytes and the receiver keeps up. Pipes and buffers come
+ * from the worker's pool only while bytes are in flight; without a pipe (pool empty, out of fds,
+ * splice unsupported) a direction copies. It does not look at WebSocket frames: it is a byte pipe
+ * with half-close, reset and idle-timeout rules. Single-threaded, like the worker that owns it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -61,6 +61,7 @@ struct sl_pipe_pool {
     struct tun_pipe *idle; /* stack: the most recently used pipe is the warmest */
     void *bufs;            /* idle copy buffers, linked through their first bytes */
     unsigned n_idle, n_in_use, max, size, n_bufs;
+    bool eager; /* splice every read (sl_pipe_pool_set_eager) */
     uint64_t created, exhausted;
 };
 
@@ -165,6 +166,11 @@ void sl_pipe_pool_free(struct sl_pipe_pool *p)
         free(b);
     }
     free(p);
+}
+
+void sl_pipe_pool_set_eager(struct sl_pipe_pool *p, bool eager)
+{
+    p->eager = eager;
 }
 
 /* Copies the pool's counters into <out>; a NULL pool reads as all zero. */
@@ -596,7 +602,8 @@ static int dir_pump(struct sl_tunnel *t, int i)
         struct tun_pipe *p;
 
         more = false;
-        if ((d->flags & (DIR_F_STREAM | DIR_F_NOSPLICE)) == DIR_F_STREAM &&
+        if (!(d->flags & DIR_F_NOSPLICE) &&
+            ((d->flags & DIR_F_STREAM) || (t->pool && t->pool->eager)) &&
             (p = pipe_get(t->pool)) != NULL)
             n = tunnel_splice_in(t, i, p, &more);
         if (n == SL_DECLINED)

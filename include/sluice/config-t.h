@@ -15,7 +15,7 @@ typedef struct pcre2_real_code_8 sl_regex; /* pcre2_code (8-bit) */
 
 /* Where a config object stood in its source, for lint warnings and explain. */
 struct sl_srcloc {
-    const char *path; /* JSON path; never NULL ("" for the root) */
+    const char *path;   /* JSON path; never NULL ("" for the root) */
     unsigned line, col; /* 0 when unknown */
 };
 
@@ -47,13 +47,13 @@ struct sl_condition {
     enum sl_cond_type type;
     enum sl_cond_op op;
     bool negate;
-    unsigned flags;       /* SL_COND_F_* */
-    const char *key;      /* HEADER, QUERY, COOKIE; NULL otherwise */
+    unsigned flags;  /* SL_COND_F_* */
+    const char *key; /* HEADER, QUERY, COOKIE; NULL otherwise */
     size_t key_len;
-    const char *value;    /* NULL for EXISTS */
+    const char *value; /* NULL for EXISTS */
     size_t value_len;
-    sl_regex *re;         /* MATCHES: compiled (and JIT-compiled) at load */
-    struct sl_cidr cidr;  /* SOURCE_IP */
+    sl_regex *re;        /* MATCHES: compiled (and JIT-compiled) at load */
+    struct sl_cidr cidr; /* SOURCE_IP */
     struct sl_srcloc loc;
 };
 
@@ -68,32 +68,32 @@ struct sl_target_group;
 struct sl_http_rule {
     const char *name;
     enum sl_rule_type type;
-    unsigned index;                      /* position in httpRules */
+    unsigned index; /* position in httpRules */
     /* FORWARD */
     const char *target_group_ref;        /* as written */
     const struct sl_target_group *group; /* resolved */
     /* STATIC and REDIRECT */
-    int status_code;                     /* defaults: STATIC 503, REDIRECT 301 */
-    const char *response_message;        /* STATIC */
-    const char *content_type;            /* STATIC; NULL if absent */
-    const char *location;                /* REDIRECT */
-    bool drop_query;                     /* REDIRECT */
+    int status_code;              /* defaults: STATIC 503, REDIRECT 301 */
+    const char *response_message; /* STATIC */
+    const char *content_type;     /* STATIC; NULL if absent */
+    const char *location;         /* REDIRECT */
+    bool drop_query;              /* REDIRECT */
     const struct sl_condition *conds;
     size_t n_conds;
     struct sl_srcloc loc;
 };
 
 struct sl_forwarding_rule {
-    const char *id;          /* may be NULL in a request-body style file */
+    const char *id; /* may be NULL in a request-body style file */
     const char *name;
-    const char *listener_ip; /* as written */
-    struct sl_addr listen;   /* after the address map */
-    uint16_t port;           /* after the address map */
-    uint16_t port_orig;      /* as written */
-    uint32_t client_timeout_ms;               /* default 50000 */
-    const char *const *server_certificates;   /* ids or names */
+    const char *listener_ip;                /* as written */
+    struct sl_addr listen;                  /* after the address map */
+    uint16_t port;                          /* after the address map */
+    uint16_t port_orig;                     /* as written */
+    uint32_t client_timeout_ms;             /* default 50000 */
+    const char *const *server_certificates; /* ids or names */
     size_t n_server_certificates;
-    const struct sl_http_rule *rules;         /* array order */
+    const struct sl_http_rule *rules; /* array order */
     size_t n_rules;
     /* IONOS evaluation order: every STATIC/REDIRECT rule, then every FORWARD rule */
     const struct sl_http_rule *const *order;
@@ -116,14 +116,14 @@ enum sl_proxy_protocol {
 };
 
 struct sl_target {
-    const char *ip;       /* as written */
-    struct sl_addr addr;  /* after the address map */
-    uint16_t port;        /* after the address map */
+    const char *ip;      /* as written */
+    struct sl_addr addr; /* after the address map */
+    uint16_t port;       /* after the address map */
     uint16_t port_orig;
-    uint16_t weight;      /* 0..256, default 1 */
+    uint16_t weight; /* 0..256, default 1 */
     enum sl_proxy_protocol proxy_protocol;
-    bool health_check_enabled;  /* default true */
-    bool maintenance_enabled;   /* default false */
+    bool health_check_enabled; /* default true */
+    bool maintenance_enabled;  /* default false */
     struct sl_srcloc loc;
 };
 
@@ -149,13 +149,13 @@ enum sl_match_type {
 };
 
 struct sl_http_health_check {
-    const char *path;          /* default "/" */
+    const char *path;           /* default "/" */
     enum sl_http_method method; /* default GET */
     enum sl_match_type match_type;
     const char *response;
     bool regex;
     bool negate;
-    sl_regex *re;              /* when regex */
+    sl_regex *re; /* when regex */
     struct sl_srcloc loc;
 };
 
@@ -165,7 +165,7 @@ enum sl_protocol_version {
 };
 
 struct sl_target_group {
-    const char *id;   /* may be NULL in a request-body style file */
+    const char *id; /* may be NULL in a request-body style file */
     const char *name;
     enum sl_algorithm algorithm;
     enum sl_protocol_version protocol_version;
@@ -181,15 +181,15 @@ struct sl_alb {
     const char *id;
     const char *name;
     int listener_lan, target_lan;
-    const char *const *ips;             /* as written */
-    const struct sl_addr *ip_addrs;     /* after the address map */
+    const char *const *ips;         /* as written */
+    const struct sl_addr *ip_addrs; /* after the address map */
     size_t n_ips;
-    const char *const *lb_private_ips;  /* as written, with mask */
-    const struct sl_cidr *lb_private;   /* after the address map */
+    const char *const *lb_private_ips; /* as written, with mask */
+    const struct sl_cidr *lb_private;  /* after the address map */
     size_t n_lb_private_ips;
     bool central_logging;
     const char *logging_format;
-    bool present;                       /* the file had an applicationLoadBalancer */
+    bool present; /* the file had an applicationLoadBalancer */
     struct sl_srcloc loc;
 };
 
@@ -207,34 +207,34 @@ struct sl_certificate_ref {
 };
 
 struct sl_local {
-    unsigned threads;             /* 0 = CPU count */
-    const char *admin;            /* "IP:PORT" or "off"; NULL = default (127.0.0.1:9900) */
+    unsigned threads;               /* 0 = CPU count */
+    const char *admin;              /* "IP:PORT" or "off"; NULL = default (127.0.0.1:9900) */
     const struct sl_map_entry *map; /* sluice.addressMap, then --map (which wins) */
     size_t n_map;
-    size_t n_map_file;            /* map[0..n_map_file) are the file's, the rest --map */
+    size_t n_map_file; /* map[0..n_map_file) are the file's, the rest --map */
     const struct sl_certificate_ref *certificates;
     size_t n_certificates;
     const char *sync_datacenter_id;
     const char *sync_alb_id;
-    unsigned sync_interval_s;     /* default 10 */
-    const char *sync_api_url;     /* NULL = $IONOS_API_URL or the IONOS default */
-    const char *sync_ca_file;     /* NULL = the system's CAs */
-    const char *sync_cache_file;  /* NULL = ~/.cache/sluice/sync-DC-ALB.json */
-    uint32_t tunnel_timeout_ms;   /* 0 = clientTimeout */
-    uint32_t drain_timeout_ms;    /* SIGTERM grace for open tunnels; default 30000, 0 = none */
-    bool drain_timeout_set;       /* written in the file: tunnels to a target a reload removes
-                                   * then close after it too (else they finish on their own) */
-    uint32_t header_timeout_ms;   /* default 10000 */
-    bool close_on_target_down;    /* default false */
-    bool splice;                  /* default false: tunnels may splice large streams */
-    uint32_t connect_timeout_ms;  /* default 5000 */
-    const char *access_log;       /* "-" = stdout (default), "off" = none, else a file */
-    uint32_t pipe_size;           /* splice pipe size in bytes; default 256 KiB, 0 = kernel's */
+    unsigned sync_interval_s;    /* default 10 */
+    const char *sync_api_url;    /* NULL = $IONOS_API_URL or the IONOS default */
+    const char *sync_ca_file;    /* NULL = the system's CAs */
+    const char *sync_cache_file; /* NULL = ~/.cache/sluice/sync-DC-ALB.json */
+    uint32_t tunnel_timeout_ms;  /* 0 = clientTimeout */
+    uint32_t drain_timeout_ms;   /* SIGTERM grace for open tunnels; default 30000, 0 = none */
+    bool drain_timeout_set;      /* written in the file: tunnels to a target a reload removes
+                                  * then close after it too (else they finish on their own) */
+    uint32_t header_timeout_ms;  /* default 10000 */
+    bool close_on_target_down;   /* default false */
+    bool splice;                 /* default false: tunnels may splice large streams */
+    uint32_t connect_timeout_ms; /* default 5000 */
+    const char *access_log;      /* "-" = stdout (default), "off" = none, else a file */
+    uint32_t pipe_size;          /* splice pipe size in bytes; default 256 KiB, 0 = kernel's */
 };
 
 struct sl_config {
     atomic_uint refcnt;
-    char *origin;          /* file name or source description */
+    char *origin; /* file name or source description */
     struct sl_alb alb;
     const struct sl_forwarding_rule *frules;
     size_t n_frules;

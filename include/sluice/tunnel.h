@@ -37,16 +37,19 @@ struct sl_pipe_pool_stats {
 struct sl_pipe_pool *sl_pipe_pool_new(unsigned max_pipes, unsigned pipe_size);
 /* Closes every idle pipe and frees the pool; every tunnel using it must be gone. NULL ok. */
 void sl_pipe_pool_free(struct sl_pipe_pool *p);
+/* <eager>: the tunnels of this pool splice every read while a pipe is free, instead of only
+ * large streams (tunnel.c); for tests of the pipe path and for comparisons. */
+void sl_pipe_pool_set_eager(struct sl_pipe_pool *p, bool eager);
 void sl_pipe_pool_stats(const struct sl_pipe_pool *p, struct sl_pipe_pool_stats *out);
 
 /* What a tunnel has done: readable while it lives and passed to its done callback. */
 struct sl_tunnel_info {
-    uint64_t bytes_up;     /* client -> target, including the bytes handed over at start */
-    uint64_t bytes_down;   /* target -> client, likewise */
-    struct timeval start;  /* when sl_tunnel_new ran (gettimeofday) */
-    uint64_t duration_us;  /* so far, or in total once ended */
-    enum sl_err end;       /* SL_ERR_NONE while it lives */
-    bool spliced;          /* at least one byte went through a pipe */
+    uint64_t bytes_up;    /* client -> target, including the bytes handed over at start */
+    uint64_t bytes_down;  /* target -> client, likewise */
+    struct timeval start; /* when sl_tunnel_new ran (gettimeofday) */
+    uint64_t duration_us; /* so far, or in total once ended */
+    enum sl_err end;      /* SL_ERR_NONE while it lives */
+    bool spliced;         /* at least one byte went through a pipe */
 };
 
 /* Called once when the tunnel has ended, after both fds are closed; the tunnel is freed right
@@ -70,9 +73,9 @@ struct sl_tunnel_list {
  * on failure (NULL, out of memory) they are closed and <done> is not called. */
 struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *pool,
                                 struct sl_tunnel_list *list, int client_fd, int target_fd,
-                                const void *to_target, size_t to_target_len,
-                                const void *to_client, size_t to_client_len, uint32_t idle_ms,
-                                sl_tunnel_done_cb done, void *arg);
+                                const void *to_target, size_t to_target_len, const void *to_client,
+                                size_t to_client_len, uint32_t idle_ms, sl_tunnel_done_cb done,
+                                void *arg);
 /* Fills <out> with the tunnel's counters so far. */
 void sl_tunnel_get_info(const struct sl_tunnel *t, struct sl_tunnel_info *out);
 /* Ends the tunnel now with reason <why> (both fds closed, done called, tunnel freed). Not to be

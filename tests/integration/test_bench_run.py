@@ -161,6 +161,7 @@ class Templates(unittest.TestCase):
     def test_every_template_renders(self):
         vals = {"LISTEN_PORT": 1, "TARGET_PORT": 2, "THREADS": 1, "MAXCONN": 9900,
                 "ULIMIT_N": 20000, "MAXPIPES": "", "SPLICE": "", "TMP": "/tmp/x",
+                "SLUICE_SPLICE": "false",
                 "WORKER_CONNECTIONS": 22500, "BUFFER": ""}
         for name in ("haproxy.cfg", "nginx.conf", "sluice.json"):
             text = RUN.render(name, vals)
@@ -168,9 +169,10 @@ class Templates(unittest.TestCase):
         conf = json.loads(RUN.render("sluice.json", vals))
         self.assertEqual(conf["sluice"]["threads"], 1)
         self.assertEqual(conf["sluice"]["accessLog"], "off")
+        self.assertIs(conf["sluice"]["splice"], False)
 
     def test_sluice_config_checks(self):
-        vals = {"LISTEN_PORT": 18080, "TARGET_PORT": 9001, "THREADS": 2}
+        vals = {"LISTEN_PORT": 18080, "TARGET_PORT": 9001, "THREADS": 2, "SLUICE_SPLICE": "true"}
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "s.json")
             with open(path, "w") as f:

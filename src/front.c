@@ -265,8 +265,6 @@ void sl_front_close_all(struct sl_worker *w)
         /* A request cut off here is counted (class "none") and logged like any other. */
         if (c->state == CS_CONNECT || c->state == CS_FORWARD) {
             c->err = SL_ERR_SHUTDOWN;
-            if (!(c->flags & CF_RESP_HEAD))
-                c->status = 0;
             front_log_request(c, "FORWARD");
         }
         front_close(c);
@@ -311,7 +309,7 @@ void conn_log_start(struct evbuffer *b, const char *type)
 
 void front_log_request(struct sl_conn *c, const char *action)
 {
-    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *b;
     char peer[SL_ADDR_STRLEN + 8], lst[SL_ADDR_STRLEN + 8], tgt[SL_ADDR_STRLEN + 8];
     struct timeval now;
     double ms;
@@ -323,7 +321,8 @@ void front_log_request(struct sl_conn *c, const char *action)
         atomic_fetch_add_explicit(&c->pick.state->bytes_out, c->up_bytes, memory_order_relaxed);
         atomic_fetch_add_explicit(&c->pick.state->bytes_in, c->down_bytes, memory_order_relaxed);
     }
-    if (!b)
+    /* The line only when someone will read it ("accessLog": "off" builds nothing). */
+    if (!sl_log_access_on() || !(b = evbuffer_new()))
         return;
     gettimeofday(&now, NULL);
     ms = (double)(now.tv_sec - c->t0.tv_sec) * 1e3 + (double)(now.tv_usec - c->t0.tv_usec) / 1e3;
@@ -389,43 +388,40 @@ void front_reply_error(struct sl_conn *c, int status, enum sl_err why)
     front_reply_error_detail(c, status, why, sl_err_str(why));
 }
 
-void front_reply_error_detail(struct sl_conn *c, int status, enum sl_err why,
-                              const char *detail)
+/* Answers "<status> <reason>: <detail>" as text, logs the request as <action>, closes. */
+static void reply_text_close(struct sl_conn *c, int status, const char *detail, const char *action)
 {
     char body[300];
-    int n;
+    int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, reason(status), detail);
 
-    c->err = why;
-    n = snprintf(body, sizeof(body), "%d %s: %s\n", status, reason(status), detail);
     if (n >= (int)sizeof(body))
         n = sizeof(body) - 1;
     c->flags |= CF_CLOSE_AFTER;
+    reply_raw(c, status, "text/plain; charset=utf-8", NULL, body, (size_t)n);
+    front_log_request(c, action);
+    close_after_output(c);
+}
+
+void front_reply_error_detail(struct sl_conn *c, int status, enum sl_err why, const char *detail)
+{
+    c->err = why;
     if (c->flags & CF_RESP_HEAD) {
         /* Part of a response already went out: the client can only learn by the close. */
+        c->flags |= CF_CLOSE_AFTER;
         front_log_request(c, "FORWARD");
         front_close(c);
         return;
     }
     upstream_release(c);
-    reply_raw(c, status, "text/plain; charset=utf-8", NULL, body, (size_t)n);
-    front_log_request(c, c->rule ? (c->rule->type == SL_RULE_FORWARD ? "FORWARD" : "LOCAL")
-                                 : "LOCAL");
-    close_after_output(c);
+    reply_text_close(c, status, detail,
+                     c->rule && c->rule->type == SL_RULE_FORWARD ? "FORWARD" : "LOCAL");
 }
 
 /* A request refused before routing: <why> is the parser's one-line reason. */
 static void reply_bad_request(struct sl_conn *c, int status, const char *why)
 {
-    char body[300];
-    int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, reason(status), why);
-
-    if (n >= (int)sizeof(body))
-        n = sizeof(body) - 1;
-    c->flags |= CF_CLOSE_AFTER;
     c->err = SL_ERR_BAD_REQUEST;
-    reply_raw(c, status, "text/plain; charset=utf-8", NULL, body, (size_t)n);
-    front_log_request(c, "REFUSED");
-    close_after_output(c);
+    reply_text_close(c, status, why, "REFUSED");
 }
 
 /* Ends the current request (its response is queued or sent); 0 if the connection stays for

@@ -56,6 +56,7 @@ struct checker {
     int fd;                /* -1: no check in flight */
     enum phase phase;
     uint32_t fails;        /* consecutive failures */
+    bool short_logged;     /* the last check could not start for want of fds/ports: said */
     int status;            /* HTTP status of the check in flight; 0 = none (yet) */
     /* HTTP: the request, then the answer */
     char *buf;
@@ -604,9 +605,26 @@ static void check_start(struct checker *c)
     c->status = 0;
     c->fd = sl_source_connect(&c->h->src, &c->target->addr, c->target->port);
     if (c->fd == -1) {
-        check_done(c, errno_result(errno));
+        int e = errno;
+
+        if (sl_connect_err(e) != SL_ERR_RESOURCES) {
+            check_done(c, errno_result(e));
+            return;
+        }
+        /* Our shortage (fds, ports, memory), not the target's: no verdict, as for the
+         * passive signal; said once until a check can start again. */
+        if (!c->short_logged) {
+            char buf[300];
+
+            sl_log(SL_LOG_WARN,
+                   "%s: check skipped: %s (sluice is short of resources; "
+                   "the target's state stays as it was)",
+                   target_name(c, buf, sizeof(buf)), strerror(e));
+            c->short_logged = true;
+        }
         return;
     }
+    c->short_logged = false;
     c->phase = PH_CONNECT;
     event_assign(&c->io, c->h->base, c->fd, EV_WRITE, io_cb, c);
     event_add(&c->io, NULL);

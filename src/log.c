@@ -37,8 +37,7 @@ static struct {
     enum sl_log_level level;
     atomic_uint_fast64_t dropped;
 } lg = {
-    .mu = PTHREAD_MUTEX_INITIALIZER,
-    .cv = PTHREAD_COND_INITIALIZER,
+    .mu = PTHREAD_MUTEX_INITIALIZER, /* .cv: sl_log_start makes it, on CLOCK_MONOTONIC */
     .q = {{.fd = 2}, {.fd = -1}},
     .level = SL_LOG_INFO,
 };
@@ -165,6 +164,7 @@ void sl_log_stop(void)
     pthread_cond_signal(&lg.cv);
     pthread_mutex_unlock(&lg.mu);
     pthread_join(lg.thread, NULL);
+    pthread_cond_destroy(&lg.cv);
     lg.running = false;
     if (lg.q[1].fd > 2)
         close(lg.q[1].fd);
@@ -216,9 +216,14 @@ void sl_log(enum sl_log_level level, const char *fmt, ...)
     enqueue(0, line, (size_t)n);
 }
 
+bool sl_log_access_on(void)
+{
+    return lg.running && lg.q[1].fd != -1;
+}
+
 void sl_log_access(const char *line, size_t len)
 {
-    if (lg.running && lg.q[1].fd != -1)
+    if (sl_log_access_on())
         enqueue(1, line, len);
 }
 

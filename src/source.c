@@ -49,6 +49,24 @@ void sl_source_find(const struct sl_config *cfg, struct sl_source *src, bool log
     }
 }
 
+enum sl_err sl_connect_err(int e)
+{
+    switch (e) {
+    case ECONNREFUSED:
+        return SL_ERR_CONNECT_REFUSED;
+    case ETIMEDOUT:
+        return SL_ERR_CONNECT_TIMEOUT;
+    case EMFILE:
+    case ENFILE:
+    case EADDRNOTAVAIL:
+    case ENOBUFS:
+    case ENOMEM:
+        return SL_ERR_RESOURCES;
+    default:
+        return SL_ERR_CONNECT_ERROR;
+    }
+}
+
 int sl_source_connect(const struct sl_source *src, const struct sl_addr *addr, uint16_t port)
 {
     struct sockaddr_storage ss;

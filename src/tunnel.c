@@ -15,7 +15,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -34,10 +33,9 @@
  * must move to keep it (see the top of the file). */
 #define STREAM_AFTER 4
 #define SPLICE_MIN (64 * 1024)
-/* After splice met small segments: this many more full copy reads before it tries again. */
-#define SMALL_SEGMENT_PENALTY (-100)
-/* Likewise after the receiver pushed back (a short send, or splice met a full socket). */
-#define BACKPRESSURE_PENALTY (-100)
+/* After the receiver pushed back (a short send, or splice met a full socket): this many more
+ * full copy reads before the direction tries splice again. */
+#define SPLICE_BACKOFF (-100)
 /* Idle copy buffers a pool keeps, so the copy path does not malloc on every read. */
 #define BUF_CACHE_MAX 16
 /* Bytes one direction moves per wakeup before yielding to the other connections of the
@@ -89,7 +87,7 @@ struct tun_dir {
     char *buf;             /* non-NULL only while off < len */
     uint32_t off, len;
     uint8_t flags;
-    int8_t full_reads; /* copy reads in a row that filled the buffer (or a penalty, < 0) */
+    int8_t full_reads; /* copy reads in a row that filled the buffer, or a backoff (< 0) */
 };
 
 struct sl_tunnel {
@@ -375,7 +373,7 @@ again:
         }
         /* A short send: the receiver is the bottleneck, keep copying (see EAGAIN below). */
         if ((size_t)n < d->len - d->off)
-            d->full_reads = BACKPRESSURE_PENALTY;
+            d->full_reads = SPLICE_BACKOFF;
         d->off += (uint32_t)n;
         t->bytes[i] += (uint64_t)n;
         t->flags |= TUN_F_MOVED;
@@ -396,7 +394,7 @@ again:
                  * hundred bytes per wakeup (pipe pages count whole against its send
                  * buffer), where a 16 KiB copy moves 16 KiB. Copy from now on. */
                 d->flags &= ~DIR_F_STREAM;
-                d->full_reads = BACKPRESSURE_PENALTY;
+                d->full_reads = SPLICE_BACKOFF;
                 return SL_AGAIN;
             }
             if (splice_unsupported(errno)) {
@@ -464,19 +462,8 @@ static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, 
         /* EAGAIN: the socket is empty, or the pipe ran out of slots before p->cap bytes
          * (each slot holds one page at most, and segments rarely fill pages): either way
          * level-triggered EV_READ tells us when to come back. */
-        if (errno == EAGAIN) {
-            int queued = 0;
-
-            /* Room left in the pipe but no slot: if the socket still holds bytes, its
-             * segments are small (a few KiB each), and spliced small segments cost the
-             * receivers more than a copy would (see the top of the file). Copy for a
-             * good while before trying again. */
-            if (got > 0 && ioctl(t->fd[i], FIONREAD, &queued) == 0 && queued > 0) {
-                d->flags &= ~DIR_F_STREAM;
-                d->full_reads = SMALL_SEGMENT_PENALTY;
-            }
+        if (errno == EAGAIN)
             break;
-        }
         if (splice_unsupported(errno)) {
             d->flags |= DIR_F_NOSPLICE;
             if (p->len == 0) {
@@ -527,8 +514,8 @@ static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
          * EAGAIN. */
         *more = n == COPY_BUF_SIZE;
         if (!*more)
-            d->full_reads = d->full_reads < 0 ? d->full_reads : 0;
-        else if (++d->full_reads >= STREAM_AFTER)
+            d->full_reads = d->full_reads > 0 ? 0 : d->full_reads; /* a backoff runs on */
+        else if (d->full_reads < STREAM_AFTER && ++d->full_reads == STREAM_AFTER)
             d->flags |= DIR_F_STREAM; /* a stream: the next reads try splice */
         t->flags |= TUN_F_MOVED;
         return n;
@@ -743,13 +730,29 @@ static void tunnel_on_io(evutil_socket_t fd, short what, void *arg)
         tunnel_end(t, SL_ERR_RESOURCES);
 }
 
-/* A copy of <len> handed-over bytes as direction <d>'s first bytes. */
-static int dir_handover(struct tun_dir *d, const void *data, size_t len)
+/* Direction <i>'s first bytes, handed over by the caller: sent now as far as the socket
+ * takes them (the 101 goes out without a round through epoll), the rest copied for EV_WRITE.
+ * A send error is left for that EV_WRITE path too, which meets it again and ends the tunnel
+ * from its callback. -1 on out-of-memory. */
+static int dir_handover(struct sl_tunnel *t, int i, const char *data, size_t len)
 {
+    struct tun_dir *d = &t->dir[i];
+    ssize_t n;
+
     if (len == 0)
         return 0;
     if (len > UINT32_MAX)
         return -1;
+    do {
+        n = send(t->fd[!i], data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n == -1 && errno == EINTR);
+    if (n > 0) {
+        t->bytes[i] += (uint64_t)n;
+        data += n;
+        len -= (size_t)n;
+        if (len == 0)
+            return 0;
+    }
     d->buf = malloc(len);
     if (!d->buf)
         return -1;
@@ -759,30 +762,9 @@ static int dir_handover(struct tun_dir *d, const void *data, size_t len)
     return 0;
 }
 
-/* Sends what direction <i> was handed over, as far as the socket takes it now: the 101 goes
- * out without a round through epoll. An error leaves the bytes in place for the EV_WRITE
- * path, which meets it again and ends the tunnel from its callback. */
-static void dir_handover_send(struct sl_tunnel *t, int i)
-{
-    struct tun_dir *d = &t->dir[i];
-    ssize_t n;
-
-    if (!d->buf)
-        return;
-    do {
-        n = send(t->fd[!i], d->buf + d->off, d->len - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n == -1 && errno == EINTR);
-    if (n <= 0)
-        return;
-    d->off += (uint32_t)n;
-    t->bytes[i] += (uint64_t)n;
-    if (d->off == d->len)
-        dir_drop_buf(t, d);
-}
-
 /* Makes and starts the tunnel between <client_fd> and <target_fd> (see tunnel.h). It sends
  * the handed-over bytes if the sockets take them, but never fails or ends on a write error
- * (see dir_handover_send), so <done> can never run before the caller has the pointer. Returns the
+ * (see dir_handover), so <done> can never run before the caller has the pointer. Returns the
  * tunnel, owning both fds and linked into <list>; or NULL (out of memory, or event_add failed) with
  * both fds closed and <done> not called. */
 struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *pool,
@@ -807,11 +789,9 @@ struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *po
     gettimeofday(&t->start, NULL);
     t->start_us = mono_us();
     t->last_ms = t->start_us / 1000;
-    if (dir_handover(&t->dir[0], to_target, to_target_len) == -1 ||
-        dir_handover(&t->dir[1], to_client, to_client_len) == -1)
+    if (dir_handover(t, 1, to_client, to_client_len) == -1 ||
+        dir_handover(t, 0, to_target, to_target_len) == -1)
         goto fail;
-    dir_handover_send(t, 1);
-    dir_handover_send(t, 0);
     if (idle_ms > 0) {
         struct timeval tv = {.tv_sec = idle_ms / 1000, .tv_usec = (idle_ms % 1000) * 1000};
         /* One queue per distinct duration, O(1) add and remove, instead of the min-heap:

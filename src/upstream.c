@@ -236,12 +236,7 @@ static int connect_target(struct sl_conn *c)
     int fd = sl_source_connect(&c->w->source, &t->addr, t->port);
 
     if (fd == -1) {
-        connect_failed(c, errno == ECONNREFUSED ? SL_ERR_CONNECT_REFUSED
-                          : errno == ETIMEDOUT  ? SL_ERR_CONNECT_TIMEOUT
-                          : (errno == EMFILE || errno == ENFILE || errno == EADDRNOTAVAIL ||
-                             errno == ENOBUFS || errno == ENOMEM)
-                              ? SL_ERR_RESOURCES
-                              : SL_ERR_CONNECT_ERROR);
+        connect_failed(c, sl_connect_err(errno));
         return SL_DECLINED;
     }
     c->ufd = fd;
@@ -316,12 +311,11 @@ static void connected(struct sl_conn *c)
      * request goes out, a target that stops reading it; once it is out, the wait for the
      * answer (armed in front_pump_request_body). */
     bufferevent_set_timeouts(c->ub, NULL, &tv);
-    size_t before = evbuffer_get_length(out);
-
+    /* <out> is the new connection's: empty until now */
     if (c->pick.target->proxy_protocol != SL_PROXY_NONE)
         proxy_header(c, out);
     evbuffer_add_buffer(out, c->fwd);
-    c->up_bytes += evbuffer_get_length(out) - before;
+    c->up_bytes += evbuffer_get_length(out);
     bufferevent_enable(c->ub, EV_READ);
     /* For an upgrade, frames the client sends before the 101 wait in its input for the
      * tunnel: the pump stops at the end of the request. */
@@ -381,8 +375,11 @@ static void visit_tick(struct sl_tunnel *t, const struct sl_tunnel_info *info, v
 
 void upstream_tunnels_tick(struct sl_worker *w)
 {
-    uint64_t now = sl_clock_ms(CLOCK_MONOTONIC);
+    uint64_t now;
 
+    if (w->tunnels.n == 0)
+        return; /* an idle worker reads no clock */
+    now = sl_clock_ms(CLOCK_MONOTONIC);
     sl_tunnel_list_foreach(&w->tunnels, visit_tick, &now);
 }
 
@@ -396,7 +393,8 @@ static int cmp_ptr(const void *a, const void *b)
 struct reload_ctx {
     struct sl_target_state **states; /* the new config's, sorted */
     size_t n;
-    uint64_t close_at;               /* 0: let them finish */
+    bool close_now;    /* drainTimeout 0: a removed target's tunnels close in this walk */
+    uint64_t close_at; /* else when they close; 0: let them finish */
 };
 
 static void visit_reload(struct sl_tunnel *t, const struct sl_tunnel_info *info, void *arg,
@@ -405,10 +403,11 @@ static void visit_reload(struct sl_tunnel *t, const struct sl_tunnel_info *info,
     struct tunnel_ctx *x = arg;
     struct reload_ctx *r = ud;
 
-    (void)t;
     (void)info;
     if (bsearch(&x->state, r->states, r->n, sizeof(*r->states), cmp_ptr))
         x->close_at_ms = 0; /* (back) in the config */
+    else if (r->close_now)
+        sl_tunnel_close(t, SL_ERR_TARGET_REMOVED);
     else if (!x->close_at_ms)
         x->close_at_ms = r->close_at;
 }
@@ -429,12 +428,12 @@ void upstream_tunnels_reload(struct sl_worker *w, const struct sl_config *cfg)
                                                       &cfg->tgroups[i].targets[k])))
                 r.n++;
     qsort(r.states, r.n, sizeof(*r.states), cmp_ptr);
-    /* 1 ms, not 0, for drainTimeout 0: "close at once" on the next tick */
-    r.close_at = cfg->local.drain_timeout_set ? sl_clock_ms(CLOCK_MONOTONIC) + cfg->local.drain_timeout_ms + 1 : 0;
+    if (cfg->local.drain_timeout_set) {
+        r.close_now = cfg->local.drain_timeout_ms == 0;
+        r.close_at = sl_clock_ms(CLOCK_MONOTONIC) + cfg->local.drain_timeout_ms;
+    }
     sl_tunnel_list_foreach(&w->tunnels, visit_reload, &r);
     free(r.states);
-    if (cfg->local.drain_timeout_set && cfg->local.drain_timeout_ms == 0)
-        upstream_tunnels_tick(w);
 }
 
 static void visit_down(struct sl_tunnel *t, const struct sl_tunnel_info *info, void *arg,
@@ -461,8 +460,10 @@ static void to_tunnel(struct sl_conn *c, size_t head_len)
     /* What the tunnel delivers first but HTTP has counted: output still queued for the
      * client (an earlier answer, a 1xx) and the 101 head. */
     size_t http_part = evbuffer_get_length(cout) + head_len;
+    /* Likewise request bytes counted as they were queued but not yet sent to the target. */
+    size_t http_up = evbuffer_get_length(uout);
     struct sl_worker *w = c->w;
-    struct tunnel_ctx *x = malloc(sizeof(*x));
+    struct tunnel_ctx *x;
     uint32_t idle = c->cfg->local.tunnel_timeout_ms ? c->cfg->local.tunnel_timeout_ms
                                                     : c->ln->fr->client_timeout_ms;
     size_t to_client, to_target;
@@ -473,11 +474,10 @@ static void to_tunnel(struct sl_conn *c, size_t head_len)
      * tunnels has passed already, so the tunnel is refused here. */
     if (c->cfg->local.close_on_target_down &&
         atomic_load_explicit(&c->pick.state->down, memory_order_relaxed)) {
-        free(x);
         front_reply_error(c, 503, SL_ERR_TARGET_DOWN);
         return;
     }
-    if (!x) {
+    if (!(x = malloc(sizeof(*x)))) {
         front_reply_error(c, 502, SL_ERR_RESOURCES);
         return;
     }
@@ -490,9 +490,16 @@ static void to_tunnel(struct sl_conn *c, size_t head_len)
     c->down_bytes += head_len;
     front_log_request(c, "FORWARD");
 
-    *x = (struct tunnel_ctx){.w = w, .gen = sl_gen_ref(c->gen), .state = c->pick.state,
-                             .ln = c->ln, .target = c->pick.target, .rule = c->rule,
-                             .id = c->id, .peer = c->peer, .peer_port = c->peer_port,
+    *x = (struct tunnel_ctx){.w = w,
+                             .gen = sl_gen_ref(c->gen),
+                             .state = c->pick.state,
+                             .ln = c->ln,
+                             .target = c->pick.target,
+                             .rule = c->rule,
+                             .id = c->id,
+                             .peer = c->peer,
+                             .peer_port = c->peer_port,
+                             .flushed_up = http_up,
                              .flushed_down = http_part};
     /* The tunnel owns the fds and the target's active count from here on. */
     bufferevent_setfd(c->cb, -1);
@@ -516,7 +523,7 @@ static void tunnel_done(struct sl_tunnel *t, const struct sl_tunnel_info *info, 
 {
     struct tunnel_ctx *x = arg;
     struct sl_worker *w = x->w;
-    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *b = sl_log_access_on() ? evbuffer_new() : NULL;
     char peer[SL_ADDR_STRLEN + 8], lst[SL_ADDR_STRLEN + 8], tgt[SL_ADDR_STRLEN + 8];
 
     (void)t;

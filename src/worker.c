@@ -88,6 +88,13 @@ fail : {
     return -1;
 }
 
+/* Whether two listener addresses (IP and port) are the same one. */
+static bool same_addr(const struct sl_addr *a, unsigned a_port, const struct sl_addr *b,
+                      unsigned b_port)
+{
+    return a_port == b_port && sl_addr_equal(a, b);
+}
+
 /* The forwarding rules that own a listener: the first rule on each distinct address (`sluice
  * check` warns about the others). Fills <idx> (cfg->n_frules entries) and returns how many. */
 static size_t listener_slots(const struct sl_config *cfg, size_t *idx)
@@ -99,8 +106,8 @@ static size_t listener_slots(const struct sl_config *cfg, size_t *idx)
         size_t k;
 
         for (k = 0; k < n; k++)
-            if (cfg->frules[idx[k]].port == fr->port &&
-                sl_addr_equal(&cfg->frules[idx[k]].listen, &fr->listen))
+            if (same_addr(&cfg->frules[idx[k]].listen, cfg->frules[idx[k]].port, &fr->listen,
+                          fr->port))
                 break;
         if (k == n)
             idx[n++] = i;
@@ -112,7 +119,7 @@ static size_t listener_slots(const struct sl_config *cfg, size_t *idx)
 static bool listens_on(const struct sl_config *cfg, const struct sl_forwarding_rule *fr)
 {
     for (size_t i = 0; cfg && i < cfg->n_frules; i++)
-        if (cfg->frules[i].port == fr->port && sl_addr_equal(&cfg->frules[i].listen, &fr->listen))
+        if (same_addr(&cfg->frules[i].listen, cfg->frules[i].port, &fr->listen, fr->port))
             return true;
     return false;
 }
@@ -231,7 +238,7 @@ static struct sl_gen *gen_new(struct sl_worker *w, struct sl_config *cfg, int *f
         for (size_t i = 0; ln->fd == -1 && old && i < old->n_listeners; i++) {
             struct sl_listener *o = &old->listeners[i];
 
-            if (o->fd != -1 && o->port == fr->port && sl_addr_equal(&o->addr, &fr->listen)) {
+            if (o->fd != -1 && same_addr(&o->addr, o->port, &fr->listen, fr->port)) {
                 if (o->ev.ev_base)
                     event_del(&o->ev);
                 ln->fd = o->fd;
@@ -620,8 +627,7 @@ static void carry_over(struct sl_reload *old, struct sl_reload *r)
             for (size_t i = 0; r->fds[k] == -1 && i < no && i < old->n; i++) {
                 const struct sl_forwarding_rule *of = &old->cfg->frules[io[i]];
 
-                if (old->fds[i] != -1 && of->port == fr->port &&
-                    sl_addr_equal(&of->listen, &fr->listen)) {
+                if (old->fds[i] != -1 && same_addr(&of->listen, of->port, &fr->listen, fr->port)) {
                     r->fds[k] = old->fds[i];
                     old->fds[i] = -1;
                 }
@@ -645,8 +651,8 @@ int sl_workers_reload(struct sl_workers *ws, struct sl_config *cfg)
         bool first = true;
 
         for (size_t k = 0; k < i && first; k++)
-            first = !(ws->cur->frules[k].port == fr->port &&
-                      sl_addr_equal(&ws->cur->frules[k].listen, &fr->listen));
+            first = !same_addr(&ws->cur->frules[k].listen, ws->cur->frules[k].port, &fr->listen,
+                               fr->port);
         if (first && !listens_on(cfg, fr))
             sl_log(SL_LOG_INFO, "no longer listening on %s (open connections finish)",
                    sl_addr_format_port(&fr->listen, fr->port, buf));

@@ -4,6 +4,7 @@
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,9 @@ void sl_log_stop(void);
 void sl_log(enum sl_log_level level, const char *fmt, ...) SL_PRINTF(2, 3);
 /* Queues one access-log line (<line> without its newline). Never blocks. */
 void sl_log_access(const char *line, size_t len);
+/* Whether access lines go anywhere ("accessLog": "off" sends them nowhere): callers skip
+ * building them when not. */
+bool sl_log_access_on(void);
 /* Lines dropped because the queue was full. */
 uint64_t sl_log_dropped(void);
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "sluice/addr.h"
+#include "sluice/common.h"
 #include "sluice/config-t.h"
 
 struct sl_source {
@@ -22,5 +23,10 @@ void sl_source_find(const struct sl_config *cfg, struct sl_source *src, bool log
  * any), with TCP_NODELAY. Returns the socket (the connect is under way or done), or -1 with
  * errno set (ECONNREFUSED, EMFILE, EADDRNOTAVAIL, ...) and nothing left open. */
 int sl_source_connect(const struct sl_source *src, const struct sl_addr *addr, uint16_t port);
+
+/* What a connect's errno says: SL_ERR_CONNECT_REFUSED, SL_ERR_CONNECT_TIMEOUT,
+ * SL_ERR_RESOURCES (our own shortage of fds, ports or memory: not the target's fault, so no
+ * health verdict) or SL_ERR_CONNECT_ERROR. */
+enum sl_err sl_connect_err(int e);
 
 #endif

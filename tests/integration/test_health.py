@@ -763,9 +763,10 @@ class Reload(HealthTest):
 
     def test_removed_target_tunnels_finish_or_close_after_drain_timeout(self):
         """A reload that removes a target: its tunnels finish on their own, unless the file
-        sets sluice.drainTimeout: then they close that long after the reload."""
+        sets sluice.drainTimeout: then they close that long after the reload (0: at once, not
+        at the next once-a-second tick)."""
         b1, b2 = self.bench("b1"), self.bench("b2")
-        for drain in (None, 1000):
+        for drain in (None, 1000, 0):
             with self.subTest(drainTimeout=drain):
                 cfg = config(wskit.free_port(), [forward("tg")], [group(
                     "tg", [wskit.target(b1.port), wskit.target(b2.port)])], threads=1)
@@ -782,6 +783,10 @@ class Reload(HealthTest):
                 if drain is None:
                     time.sleep(2.5)
                     self.echo_ok(c1)  # still carried, well past any tick
+                elif drain == 0:
+                    self.assertClosedPromptly(c1.conn, "the removed target's tunnel",
+                                              timeout=0.5)
+                    wskit.wait_until(lambda: "target removed" in s.stdout_text(), PROMPT)
                 else:
                     time.sleep(drain / 1000 - 0.3)
                     self.echo_ok(c1)  # not closed before drainTimeout

@@ -30,6 +30,7 @@
 #include <event2/thread.h>
 
 #include "sluice/common.h"
+#include "sluice/metrics.h" /* sl_counter: single-writer counters the progress display reads */
 #include "ws.h"
 
 #define CLI_RBUF_BULK (256 * 1024)
@@ -51,20 +52,6 @@
 #define CLI_PAT_STRIDE 977
 #define CLI_SEQ_LEN 8
 #define CLI_PING_LEN 32 /* idle: sequence number + pattern, like a data message */
-
-/* Counters a worker writes and the progress display reads: relaxed loads and stores (plain
- * moves on x86), no read-modify-write, since only the owning worker writes. */
-typedef _Atomic uint64_t cnt_t;
-
-static inline uint64_t cnt_get(cnt_t *c)
-{
-    return atomic_load_explicit(c, memory_order_relaxed);
-}
-
-static inline void cnt_add(cnt_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, cnt_get(c) + n, memory_order_relaxed);
-}
 
 enum cli_mode {
     CM_BULK = 0,
@@ -141,8 +128,8 @@ struct cworker {
     unsigned waiting;     /* ping phase: pongs outstanding */
     uint64_t outstanding; /* bulk, rr: echoes due; upgrades: cycles under way */
     uint64_t rng;
-    cnt_t opened, open_failed, pongs;
-    cnt_t bytes, msgs, upgrades, failed, errors;
+    sl_counter opened, open_failed, pongs;
+    sl_counter bytes, msgs, upgrades, failed, errors;
     uint64_t open_done_ns, run_ns, max_ns;
     uint64_t *hist;
     char first_err[200];
@@ -173,7 +160,7 @@ static void cli_error(struct cworker *w, const char *fmt, ...)
 {
     va_list ap;
 
-    cnt_add(&w->errors, 1);
+    sl_stat_add(&w->errors, 1);
     if (w->first_err[0])
         return;
     va_start(ap, fmt);
@@ -295,7 +282,7 @@ static void cli_end(struct cconn *c, const char *err)
     if (st == CST_CONNECTING || st == CST_HANDSHAKE) {
         if (w->ph == PH_OPEN) {
             cli_error(w, "connection %u: %s", c->idx, err);
-            cnt_add(&w->open_failed, 1);
+            sl_stat_add(&w->open_failed, 1);
             w->pending--;
             cli_open_next(w);
             return;
@@ -304,7 +291,7 @@ static void cli_end(struct cconn *c, const char *err)
     if (w->cl->o.mode == CM_UPGRADES) {
         w->outstanding--;
         if (err && (w->running || w->draining)) {
-            cnt_add(&w->failed, 1);
+            sl_stat_add(&w->failed, 1);
             cli_error(w, "upgrade (slot %u): %s", c->idx, err);
         }
         /* From the loop, not from here: a connect that fails at once would recurse. */
@@ -503,13 +490,13 @@ static int cli_on_message(struct cconn *c)
     }
     w->outstanding--;
     if (w->running) {
-        cnt_add(&w->msgs, 1);
+        sl_stat_add(&w->msgs, 1);
         if (cl->o.mode == CM_RR)
             hist_add(w, bench_now_ns() - c->t0);
     } else if (w->draining && w->outstanding == 0) {
         event_base_loopbreak(w->base);
     }
-    return cli_send(c);
+    return 0; /* the window is refilled once per read (cli_on_read), not once per echo */
 }
 
 /* Reads the server's frames in c->rbuf. Returns -1 if <c> ended. */
@@ -532,7 +519,7 @@ static int cli_frames(struct cconn *c)
                 return -1;
             c->msg_len += n;
             if (w->running)
-                cnt_add(&w->bytes, n);
+                sl_stat_add(&w->bytes, n);
             c->rpos += n;
             c->remain -= n;
             c->in_payload = c->remain > 0;
@@ -573,7 +560,7 @@ static int cli_frames(struct cconn *c)
                     }
                     c->recv_seq++;
                     c->pong_ok = true;
-                    cnt_add(&w->pongs, 1);
+                    sl_stat_add(&w->pongs, 1);
                     if (w->ph == PH_PING && --w->waiting == 0)
                         event_base_loopbreak(w->base);
                 }
@@ -584,7 +571,7 @@ static int cli_frames(struct cconn *c)
 
                 if (c->st == CST_CLOSING && code == 1000) {
                     if (w->running) {
-                        cnt_add(&w->upgrades, 1);
+                        sl_stat_add(&w->upgrades, 1);
                         hist_add(w, c->hs_ns);
                     }
                     cli_end(c, NULL);
@@ -666,7 +653,7 @@ static void cli_opened(struct cconn *c)
         return;
     }
     if (w->ph == PH_OPEN) {
-        cnt_add(&w->opened, 1);
+        sl_stat_add(&w->opened, 1);
         w->pending--;
         cli_open_next(w);
     }
@@ -751,7 +738,10 @@ static void cli_on_read(evutil_socket_t fd, short what, void *arg)
         if (c->st == CST_DEAD)
             return;
     }
-    cli_frames(c);
+    /* One write for every echo this read brought back: a write per echo made the client,
+     * not what it measures, the bottleneck (and every message its own TCP segment). */
+    if (cli_frames(c) == 0 && c->st == CST_OPEN && c->soff == c->slen)
+        cli_send(c);
 }
 
 static void cli_send_request(struct cconn *c)
@@ -908,7 +898,7 @@ static void cli_drain(struct cworker *w)
         struct cconn *c = &w->c[i];
 
         if (o->mode == CM_UPGRADES && c->st != CST_DEAD) {
-            cnt_add(&w->failed, 1);
+            sl_stat_add(&w->failed, 1);
             cli_error(w, "upgrade (slot %u): %s %.1f s after the run (missing %s)", c->idx,
                       c->st == CST_OPEN ? "no echo" : "still unfinished", secs,
                       c->st == CST_OPEN ? "echo" : "answer");
@@ -955,16 +945,16 @@ static void cli_work(struct cworker *w)
         cli_run_for(w, CLI_OPEN_DEADLINE_S);
     if (w->pending) {
         cli_error(w, "%u handshakes still pending after %d s", w->pending, CLI_OPEN_DEADLINE_S);
-        cnt_add(&w->open_failed, w->pending + (w->n - w->next));
+        sl_stat_add(&w->open_failed, w->pending + (w->n - w->next));
         w->open_done_ns = bench_now_ns();
     }
-    atomic_fetch_add(&cl->open_failed, (unsigned)cnt_get(&w->open_failed));
+    atomic_fetch_add(&cl->open_failed, (unsigned)sl_stat_get(&w->open_failed));
     pthread_barrier_wait(&cl->barrier);
 
     w->ph = PH_RUN;
     if (o->mode == CM_IDLE) {
         cli_mark_run(cl, bench_now_ns());
-        if (cnt_get(&w->opened) == 0)
+        if (sl_stat_get(&w->opened) == 0)
             return; /* nothing to hold */
         cli_run_for(w, o->hold);
         w->ph = PH_PING;
@@ -1210,14 +1200,14 @@ static void cli_sum(struct client *cl, struct cli_sums *s, uint64_t *hist)
     for (unsigned i = 0; i < cl->o.threads; i++) {
         struct cworker *w = &cl->w[i];
 
-        s->bytes += cnt_get(&w->bytes);
-        s->msgs += cnt_get(&w->msgs);
-        s->ups += cnt_get(&w->upgrades);
-        s->failed += cnt_get(&w->failed);
-        s->errors += cnt_get(&w->errors);
-        s->opened += cnt_get(&w->opened);
-        s->open_failed += cnt_get(&w->open_failed);
-        s->pongs += cnt_get(&w->pongs);
+        s->bytes += sl_stat_get(&w->bytes);
+        s->msgs += sl_stat_get(&w->msgs);
+        s->ups += sl_stat_get(&w->upgrades);
+        s->failed += sl_stat_get(&w->failed);
+        s->errors += sl_stat_get(&w->errors);
+        s->opened += sl_stat_get(&w->opened);
+        s->open_failed += sl_stat_get(&w->open_failed);
+        s->pongs += sl_stat_get(&w->pongs);
         if (!hist)
             continue;
         if (w->run_ns > s->run_ns)

@@ -16,13 +16,20 @@ import sys
 import tempfile
 import unittest
 
-SLUICE = SLUICE_BENCH = SRC = None
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_proxy  # noqa: E402  (run_main, and SLUICE / SRC once it has run)
+
 RUN = None  # bench/run, loaded as a module
 
 
+def setUpModule():
+    global RUN
+    RUN = load_run()
+
+
 def load_run():
-    sys.dont_write_bytecode = True
-    path = os.path.join(SRC, "bench", "run")
+    path = os.path.join(test_proxy.SRC, "bench", "run")
     loader = importlib.machinery.SourceFileLoader("bench_run", path)
     spec = importlib.util.spec_from_loader("bench_run", loader)
     mod = importlib.util.module_from_spec(spec)
@@ -177,7 +184,7 @@ class Templates(unittest.TestCase):
             path = os.path.join(d, "s.json")
             with open(path, "w") as f:
                 f.write(RUN.render("sluice.json", vals))
-            r = subprocess.run([SLUICE, "check", path], stdout=subprocess.PIPE,
+            r = subprocess.run([test_proxy.SLUICE, "check", path], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=10)
             self.assertEqual(r.returncode, 0, r.stdout.decode())
             self.assertIn(b" 0 warnings", r.stdout)
@@ -185,11 +192,11 @@ class Templates(unittest.TestCase):
 
 class QuickRun(unittest.TestCase):
     def test_quick_direct_and_sluice(self):
-        build = os.path.dirname(SLUICE)
-        committed = os.path.join(SRC, "bench", "RESULTS.md")
+        build = os.path.dirname(test_proxy.SLUICE)
+        committed = os.path.join(test_proxy.SRC, "bench", "RESULTS.md")
         before = os.stat(committed).st_mtime_ns if os.path.exists(committed) else None
         with tempfile.TemporaryDirectory() as out:
-            r = subprocess.run([sys.executable, os.path.join(SRC, "bench", "run"), "--quick",
+            r = subprocess.run([sys.executable, os.path.join(test_proxy.SRC, "bench", "run"), "--quick",
                                 "--skip-install", "--no-build", "--build", build,
                                 "--only", "sluice-1t", "--out", out],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
@@ -211,18 +218,5 @@ class QuickRun(unittest.TestCase):
                          else None)
 
 
-def main():
-    global SLUICE, SLUICE_BENCH, SRC, RUN
-    if len(sys.argv) < 4:
-        sys.stderr.write("usage: %s SLUICE SLUICE_BENCH SOURCE_ROOT [unittest args]\n"
-                         % sys.argv[0])
-        return 2
-    SLUICE, SLUICE_BENCH, SRC = (os.path.abspath(a) for a in sys.argv[1:4])
-    RUN = load_run()
-    prog = unittest.main(module="__main__", argv=[sys.argv[0], *sys.argv[4:]], verbosity=2,
-                         exit=False)
-    return 0 if prog.result.wasSuccessful() else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(test_proxy.run_main("test_bench_run"))

@@ -297,18 +297,6 @@ static int swrr(struct bal_target *bt, size_t n)
     return best;
 }
 
-/* xorshift64* (Vigna): fast, and good enough to spread connections by weight. */
-static uint64_t rng_next(struct sl_balancer *b)
-{
-    uint64_t x = b->rng;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    b->rng = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
 /* ln(x) for x in (0, 1], exactly x = v / 2^53 with v in [1, 2^53]. libm's log() would add a
  * link dependency the core does not have; this only has to order rendezvous scores, and its
  * relative error (< 1e-13) is far below what a 53-bit hash resolves. The reduction keeps the
@@ -388,7 +376,7 @@ static int pick_random(struct sl_balancer *b, struct bal_target *bt, size_t n)
     if (total == 0)
         return -1;
     /* the modulo bias is total / 2^64, far below anything measurable */
-    r = rng_next(b) % total;
+    r = sl_xorshift64s(&b->rng) % total;
     for (size_t i = 0; i < n; i++) {
         if (!bt[i].cand)
             continue;

@@ -1,5 +1,8 @@
-/* Text for the shared enums of common.h. */
+/* Text for the shared enums of common.h, times as text, seeds. */
 #include "sluice/common.h"
+
+#include <sys/random.h>
+#include <unistd.h>
 
 const char *sl_err_str(enum sl_err e)
 {
@@ -53,4 +56,13 @@ char *sl_iso_ms(uint64_t ms, char *buf)
     strftime(buf, SL_ISO_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf + 19, SL_ISO_LEN - 19, ".%03uZ", (unsigned)(ms % 1000));
     return buf;
+}
+
+uint64_t sl_seed64(uint64_t salt)
+{
+    uint64_t seed;
+
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+        seed = sl_clock_us(CLOCK_REALTIME) ^ (uint64_t)getpid() << 32 ^ salt;
+    return seed ? seed : 0x9e3779b97f4a7c15ULL;
 }

@@ -12,6 +12,7 @@
 
 #include "config-int.h"
 #include "sluice/config.h"
+#include "sluice/file.h"
 #include "sluice/http.h"
 #include "sluice/regex.h"
 #include "sluice/router.h"
@@ -1122,35 +1123,20 @@ struct sl_config *sl_config_load_file(const char *file, const struct sl_load_opt
 {
     FILE *f = fopen(file, "rb");
     struct sl_config *c = NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
+    char *buf;
+    size_t len;
+    bool more;
 
     if (!f) {
         sl_diag_add(d, SL_DIAG_ERROR, 0, 0, "", "cannot open: %s", strerror(errno));
         return NULL;
     }
-    for (;;) {
-        if (len == cap) {
-            if (cap >= MAX_CONFIG_FILE) {
-                sl_diag_add(d, SL_DIAG_ERROR, 0, 0, "", "larger than %u MiB",
-                            MAX_CONFIG_FILE >> 20);
-                goto out;
-            }
-            cap = cap ? 2 * cap : 65536;
-            if (!(buf = realloc(buf, cap)))
-                abort();
-        }
-        n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    if (ferror(f)) {
+    if (!(buf = sl_read_stream(f, MAX_CONFIG_FILE, &len, &more)))
         sl_diag_add(d, SL_DIAG_ERROR, 0, 0, "", "cannot read: %s", strerror(errno));
-        goto out;
-    }
-    c = sl_config_load_buffer(file, buf, len, o, d);
-out:
+    else if (more)
+        sl_diag_add(d, SL_DIAG_ERROR, 0, 0, "", "larger than %u MiB", MAX_CONFIG_FILE >> 20);
+    else
+        c = sl_config_load_buffer(file, buf, len, o, d);
     free(buf);
     fclose(f);
     return c;

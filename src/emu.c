@@ -91,17 +91,24 @@ struct call {
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
+/* vasprintf that cannot fail: out of memory ends the emulator (a test tool). */
+static char *SL_PRINTF(1, 0) emu_vxasprintf(const char *fmt, va_list ap)
+{
+    char *s;
+
+    if (vasprintf(&s, fmt, ap) == -1)
+        abort();
+    return s;
+}
+
 char *SL_PRINTF(1, 2) emu_xasprintf(const char *fmt, ...)
 {
     va_list ap;
     char *s;
-    int n;
 
     va_start(ap, fmt);
-    n = vasprintf(&s, fmt, ap);
+    s = emu_vxasprintf(fmt, ap);
     va_end(ap);
-    if (n == -1)
-        abort();
     return s;
 }
 
@@ -167,18 +174,22 @@ static json_t *json_text(char *s)
     return v;
 }
 
+static void SL_PRINTF(2, 0) err_vadd(struct apierr *x, const char *fmt, va_list ap)
+{
+    char *s = emu_vxasprintf(fmt, ap);
+
+    json_array_append_new(
+        x->msgs, xj(json_pack("{s:s, s:o}", "errorCode", x->code, "message", json_text(s))));
+    free(s);
+}
+
 void SL_PRINTF(2, 3) emu_err_add(struct apierr *x, const char *fmt, ...)
 {
     va_list ap;
-    char *s;
 
     va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) == -1)
-        abort();
+    err_vadd(x, fmt, ap);
     va_end(ap);
-    json_array_append_new(x->msgs, xj(json_pack("{s:s, s:o}", "errorCode", x->code, "message",
-                                                json_text(s))));
-    free(s);
 }
 
 /* Answers the error in the API's shape and frees it. */
@@ -194,15 +205,11 @@ static void SL_PRINTF(4, 5) fail(struct call *c, int status, const char *code, c
 {
     struct apierr x;
     va_list ap;
-    char *s;
 
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) == -1)
-        abort();
-    va_end(ap);
     err_init(&x, status, code);
-    emu_err_add(&x, "%s", s);
-    free(s);
+    va_start(ap, fmt);
+    err_vadd(&x, fmt, ap);
+    va_end(ap);
     err_send(c, &x);
 }
 

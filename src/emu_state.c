@@ -23,6 +23,8 @@
 #include "sluice/json.h"
 #include "sluice/log.h"
 
+#define STATE_MAX (256u << 20) /* a state file larger than this is refused */
+
 #define STATE_FORMAT "sluice-emu-state/1"
 #define DUMP_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER)
 
@@ -242,8 +244,9 @@ int emu_state_save(const char *path, const json_t *st, char *err, size_t n)
 int emu_state_load(const char *path, json_t **state)
 {
     FILE *f = fopen(path, "rb");
-    char *buf = NULL, err[512];
-    size_t len = 0, cap = 0, nr;
+    char *buf, err[512];
+    size_t len;
+    bool more;
     struct sl_diags d;
     json_t *st;
 
@@ -260,19 +263,14 @@ int emu_state_load(const char *path, json_t **state)
         sl_log(SL_LOG_ERR, "emu: state file %s: cannot open: %s", path, strerror(errno));
         return -1;
     }
-    do {
-        if (len == cap && !(buf = realloc(buf, cap = cap ? 2 * cap : 65536)))
-            abort();
-        nr = fread(buf + len, 1, cap - len, f);
-        len += nr;
-    } while (nr > 0);
-    if (ferror(f)) {
-        sl_log(SL_LOG_ERR, "emu: state file %s: cannot read: %s", path, strerror(errno));
-        fclose(f);
+    buf = sl_read_stream(f, STATE_MAX, &len, &more);
+    fclose(f);
+    if (!buf || more) {
+        sl_log(SL_LOG_ERR, "emu: state file %s: %s", path,
+               buf ? "larger than 256 MiB" : strerror(errno));
         free(buf);
         return -1;
     }
-    fclose(f);
     sl_diags_init(&d, path);
     st = sl_json_parse(buf, len, NULL, &d);
     free(buf);

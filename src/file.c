@@ -3,11 +3,45 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "sluice/file.h"
+
+char *sl_read_stream(FILE *f, size_t max, size_t *len, bool *more)
+{
+    size_t cap = 0, n;
+    char *buf = NULL;
+
+    *len = 0;
+    *more = false;
+    for (;;) {
+        if (*len == cap) {
+            if (cap >= max) {
+                *more = getc(f) != EOF;
+                break;
+            }
+            cap = cap ? 2 * cap : 65536;
+            cap = cap < max ? cap : max;
+            if (!(buf = realloc(buf, cap ? cap : 1)))
+                abort();
+        }
+        n = fread(buf + *len, 1, cap - *len, f);
+        *len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        int e = errno;
+
+        free(buf);
+        errno = e;
+        return NULL;
+    }
+    return buf;
+}
 
 int sl_write_all(int fd, const void *p, size_t n)
 {

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,15 +94,6 @@ struct sl_health {
 
 /* The passive signal finds the checker here; NULL while none runs. */
 static _Atomic(struct sl_health *) the_health;
-
-/* xorshift64*: the first-check offsets only need to be spread, not secret. */
-static uint64_t rng_next(struct sl_health *h)
-{
-    h->rng ^= h->rng >> 12;
-    h->rng ^= h->rng << 25;
-    h->rng ^= h->rng >> 27;
-    return h->rng * 2685821657736338717ull;
-}
 
 static void add_ms(struct event *ev, uint64_t ms)
 {
@@ -797,7 +787,7 @@ static int reconcile(struct sl_health *h, struct sl_config *cfg)
             continue;
         c->st = w[i].st;
         state_reset(c->st);
-        off = rng_next(h) % interval_ms(c->group);
+        off = sl_xorshift64s(&h->rng) % interval_ms(c->group);
         c->next_ms = sl_clock_ms(CLOCK_MONOTONIC) + off;
         add_ms(&c->timer, off);
     }
@@ -917,7 +907,6 @@ struct sl_health *sl_health_start(sl_health_hook hook, void *arg)
     struct sl_health *h = calloc(1, sizeof(*h)), *none = NULL;
     struct event_config *ec = event_config_new();
     sigset_t all, old;
-    uint64_t seed;
     int rc;
 
     if (!h || !ec) {
@@ -940,9 +929,7 @@ struct sl_health *sl_health_start(sl_health_hook hook, void *arg)
         sl_log(SL_LOG_ERR, "health checks: cannot start: %s", strerror(errno));
         goto fail;
     }
-    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
-        seed = sl_clock_ms(CLOCK_REALTIME) ^ (uint64_t)getpid() << 32 ^ (uintptr_t)h;
-    h->rng = seed ? seed : 1; /* xorshift stays at 0 */
+    h->rng = sl_seed64((uintptr_t)h);
     event_assign(&h->kick, h->base, h->efd, EV_READ | EV_PERSIST, kick_cb, h);
     event_add(&h->kick, NULL);
     if (!atomic_compare_exchange_strong(&the_health, &none, h)) {

@@ -18,6 +18,7 @@
 #include "sluice/config.h"
 #include "sluice/emu.h"
 #include "sluice/explain.h"
+#include "sluice/file.h"
 #include "sluice/health.h"
 #include "sluice/http.h"
 #include "sluice/log.h"
@@ -256,27 +257,6 @@ static int cmd_check(int argc, char **argv)
     return rc;
 }
 
-static char *read_all(FILE *f, size_t *len)
-{
-    size_t cap = 4096, n;
-    char *buf = malloc(cap);
-
-    *len = 0;
-    while (buf) {
-        n = fread(buf + *len, 1, cap - *len, f);
-        *len += n;
-        if (n == 0)
-            break;
-        if (*len == cap) {
-            if (cap > 4 * SL_HTTP_MAX_HEAD)
-                break; /* the head limit is far below: the rest cannot matter */
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-    }
-    return buf;
-}
-
 static int cmd_explain(int argc, char **argv)
 {
     struct cli c = {0};
@@ -285,6 +265,7 @@ static int cmd_explain(int argc, char **argv)
     FILE *f = stdin;
     char *req;
     size_t len;
+    bool more;
     int rc;
 
     if ((rc = parse_args(argc, argv, "map listener source request", &c)))
@@ -305,11 +286,12 @@ static int cmd_explain(int argc, char **argv)
         sl_config_unref(cfg);
         return 1;
     }
-    req = read_all(f, &len);
+    /* the head limit is far below: bytes past 4 x it cannot matter */
+    req = sl_read_stream(f, 4 * SL_HTTP_MAX_HEAD, &len, &more);
     if (f != stdin)
         fclose(f);
     if (!req) {
-        fprintf(stderr, "sluice: out of memory\n");
+        fprintf(stderr, "sluice: cannot read the request: %s\n", strerror(errno));
         sl_config_unref(cfg);
         return 1;
     }
@@ -329,7 +311,6 @@ struct run {
     struct sl_admin *admin;
     struct sl_health *health;
     struct sl_sync *sync; /* NULL unless the config comes from the API */
-    uint32_t drain_ms;
     unsigned stops, ended;
     atomic_bool close_on_down; /* sluice.closeOnTargetDown, for the checker's thread */
 };
@@ -400,7 +381,6 @@ static int apply(struct run *r, struct sl_config *cfg, const char *origin, uint6
         sl_admin_set(r->admin, cfg, r->ws);
     sl_config_unref(r->cfg);
     r->cfg = cfg;
-    r->drain_ms = cfg->local.drain_timeout_ms;
     atomic_store(&r->close_on_down, cfg->local.close_on_target_down);
     gen = sl_stat_get(&sl_config_info.generation) + 1;
     sl_config_info.load_duration_us = sl_clock_us(CLOCK_MONOTONIC) - t0;
@@ -426,12 +406,52 @@ static void log_diags(struct sl_diags *d, enum sl_log_level level, const char *p
     }
 }
 
+/* The "sluice" block of the file at <path> (a new ref), or NULL; *<ok> false (when given)
+ * if the file cannot be read as JSON, logged. */
+static json_t *local_block(const char *path, bool *ok)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    json_t *l = json_incref(json_object_get(root, "sluice"));
+
+    if (!root)
+        sl_log(SL_LOG_ERR, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+    if (ok)
+        *ok = root != NULL;
+    json_decref(root);
+    return l;
+}
+
+/* The end of a load, for SIGHUP and the sync alike: lints <cfg> (NULL: the load failed) into
+ * <d>, logs every diagnostic under <prefix>, and for a failed load writes "N errors, the
+ * first: <the first error>" into <why>. Deinits <d>; returns <cfg>. */
+static struct sl_config *checked(struct sl_config *cfg, struct sl_diags *d, const char *prefix,
+                                 char *why, size_t why_len)
+{
+    if (cfg)
+        sl_config_lint(cfg, d);
+    log_diags(d, SL_LOG_WARN, prefix);
+    if (!cfg) {
+        char first[300] = "";
+
+        /* sorted by position, warnings among the errors: the first error, not d->v[0] */
+        for (size_t i = 0; i < d->n && !first[0]; i++)
+            if (d->v[i].level == SL_DIAG_ERROR)
+                sl_diag_format(d, &d->v[i], first, sizeof(first));
+        snprintf(why, why_len, "%zu error%s, the first: %s", d->n_errors,
+                 d->n_errors == 1 ? "" : "s", first);
+    }
+    sl_diags_deinit(d);
+    return cfg;
+}
+
 /* SIGHUP: the file again, checked as `sluice check` would. A file with errors, or a new
  * listener that cannot be bound, is refused and the running config stays. */
 static void reload(struct run *r)
 {
     struct sl_diags d;
     struct sl_config *cfg;
+    char why[400];
     uint64_t t0 = sl_clock_us(CLOCK_MONOTONIC);
 
     if (r->stops) {
@@ -439,25 +459,29 @@ static void reload(struct run *r)
         return;
     }
     if (r->sync) {
-        sl_log(SL_LOG_INFO, "SIGHUP: polling the API now");
+        /* the file gives the sluice block: its edits go with this poll */
+        if (r->cli->config) {
+            bool ok;
+            json_t *local = local_block(r->cli->config, &ok);
+
+            if (ok)
+                sl_sync_set_local(r->sync, local);
+            else
+                sl_log(SL_LOG_ERR, "reload: %s cannot be read: its sluice block stays as it was",
+                       r->cli->config);
+            json_decref(local);
+        }
+        sl_log(SL_LOG_INFO, "SIGHUP: %s%spolling the API now", r->cli->config ? r->cli->config : "",
+               r->cli->config ? " read again; " : "");
         sl_sync_poll_now(r->sync);
         return;
     }
     sl_diags_init(&d, r->cli->config);
-    cfg = load(r->cli, &d);
-    if (cfg)
-        sl_config_lint(cfg, &d);
-    log_diags(&d, SL_LOG_WARN, "reload");
-    if (!cfg) {
-        sl_log(SL_LOG_ERR,
-               "reload: %s has %zu error%s: refused; the running config stays "
-               "(generation %llu)",
-               r->cli->config, d.n_errors, d.n_errors == 1 ? "" : "s",
-               (unsigned long long)sl_stat_get(&sl_config_info.generation));
-        sl_diags_deinit(&d);
+    if (!(cfg = checked(load(r->cli, &d), &d, "reload", why, sizeof(why)))) {
+        sl_log(SL_LOG_ERR, "reload: %s has %s: refused; the running config stays (generation %llu)",
+               r->cli->config, why, (unsigned long long)sl_stat_get(&sl_config_info.generation));
         return;
     }
-    sl_diags_deinit(&d);
     if (apply(r, cfg, r->cli->config, t0) == -1)
         sl_log(SL_LOG_ERR, "reload: refused; the running config stays");
 }
@@ -473,21 +497,8 @@ static int on_sync_doc(json_t *doc, const char *origin, char *why, size_t why_le
     uint64_t t0 = sl_clock_us(CLOCK_MONOTONIC);
 
     sl_diags_init(&d, origin);
-    cfg = sl_config_load_json(origin, doc, NULL, &o, &d);
-    if (cfg)
-        sl_config_lint(cfg, &d);
-    log_diags(&d, SL_LOG_WARN, "sync");
-    if (!cfg) {
-        char first[300] = "";
-
-        if (d.n)
-            sl_diag_format(&d, &d.v[0], first, sizeof(first));
-        snprintf(why, why_len, "%zu error%s, the first: %s", d.n_errors, d.n_errors == 1 ? "" : "s",
-                 first);
-        sl_diags_deinit(&d);
+    if (!(cfg = checked(sl_config_load_json(origin, doc, NULL, &o, &d), &d, "sync", why, why_len)))
         return -1;
-    }
-    sl_diags_deinit(&d);
     if (!r->ws) {
         if (r->cfg)
             sl_config_unref(r->cfg);
@@ -495,11 +506,7 @@ static int on_sync_doc(json_t *doc, const char *origin, char *why, size_t why_le
         sl_config_info.load_duration_us = sl_clock_us(CLOCK_MONOTONIC) - t0;
         return 0;
     }
-    if (r->stops) {
-        sl_config_unref(cfg);
-        snprintf(why, why_len, "stopping");
-        return -2;
-    }
+    /* (never while stopping: the stop stops the sync first, and it hands nothing over) */
     if (apply(r, cfg, origin, t0) == -1) {
         snprintf(why, why_len, "a listener it names cannot be bound");
         return -2;
@@ -534,8 +541,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         sl_sync_stop(r->sync);
     if (r->stops++ == 0) {
         sl_log(SL_LOG_INFO, "%s: stopping: no new connections; open ones get up to %u ms",
-               sig == SIGTERM ? "SIGTERM" : "SIGINT", r->drain_ms);
-        sl_workers_stop(r->ws, r->drain_ms);
+               sig == SIGTERM ? "SIGTERM" : "SIGINT", r->cfg->local.drain_timeout_ms);
+        sl_workers_stop(r->ws, r->cfg->local.drain_timeout_ms);
     } else {
         sl_log(SL_LOG_INFO, "second stop signal: closing everything now");
         sl_workers_stop(r->ws, 0);
@@ -568,21 +575,13 @@ static void raise_nofile(void)
 }
 
 /* The `sluice` block of CONFIG as written, for the documents sync builds. NULL when absent. */
-static json_t *local_block(const char *path)
-{
-    json_t *root = json_load_file(path, 0, NULL);
-    json_t *l = json_incref(json_object_get(root, "sluice"));
-
-    json_decref(root);
-    return l;
-}
 
 /* Sync mode: the first config from the API (or its cache), then polling on <r->base>. */
 static int start_sync(struct run *r, struct sl_config *file_cfg)
 {
     const struct cli *c = r->cli;
     const struct sl_local *l = file_cfg ? &file_cfg->local : NULL;
-    json_t *local = c->config ? local_block(c->config) : NULL;
+    json_t *local = c->config ? local_block(c->config, NULL) : NULL;
     struct sl_sync_opts o = {
         .datacenter_id = c->sync_dc ? c->sync_dc
                          : l        ? l->sync_datacenter_id
@@ -678,7 +677,6 @@ static int cmd_run(int argc, char **argv)
         goto out;
     }
     atomic_store(&r.close_on_down, r.cfg->local.close_on_target_down);
-    r.drain_ms = r.cfg->local.drain_timeout_ms;
     if (start_admin(&r, c.admin, r.cfg->local.admin) == -1 ||
         !(r.ws = sl_workers_start(r.cfg, c.threads))) {
         rc = 1;

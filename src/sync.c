@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,15 +79,6 @@ struct sl_sync {
     struct sl_sync_status st;
     uint64_t rng;
 };
-
-static uint64_t rnd(struct sl_sync *s)
-{
-    /* xorshift64*: jitter only */
-    s->rng ^= s->rng >> 12;
-    s->rng ^= s->rng << 25;
-    s->rng ^= s->rng >> 27;
-    return s->rng * 0x2545F4914F6CDD1Dull;
-}
 
 /* ---- curl on libevent ---------------------------------------------------------------------- */
 
@@ -296,8 +286,11 @@ static void finished(struct sl_sync *s, struct xfer *x, CURLcode rc)
     }
     j = json_loadb(x->buf ? x->buf : "", x->len, 0, &je);
     if (!json_is_object(j)) {
-        fail(s, "json", "reading %s: not a JSON object (line %d, column %d: %s)", url_kind,
-             je.line, je.column, j ? "not an object" : je.text);
+        if (j)
+            fail(s, "json", "reading %s: not a JSON object", url_kind);
+        else
+            fail(s, "json", "reading %s: not a JSON object (line %d, column %d: %s)", url_kind,
+                 je.line, je.column, je.text);
         json_decref(j);
         return;
     }
@@ -407,7 +400,7 @@ static void schedule(struct sl_sync *s, bool failed)
 
         if (b > ms)
             b = ms;
-        ms = b / 2 + rnd(s) % (b / 2 + 1);
+        ms = b / 2 + sl_xorshift64s(&s->rng) % (b / 2 + 1);
         if (s->retry_after_s > 0 && (uint64_t)s->retry_after_s * 1000 > ms) {
             /* honoured, within reason: a far-future one must not stop syncing for days */
             uint64_t cap = (uint64_t)(s->interval_s > RETRY_AFTER_MAX_S ? s->interval_s
@@ -663,8 +656,7 @@ struct sl_sync *sl_sync_new(struct event_base *base, const struct sl_sync_opts *
     s->insecure = o->insecure;
     s->local = o->local ? json_incref(o->local) : NULL;
     s->groups = json_array();
-    if (getrandom(&s->rng, sizeof(s->rng), 0) != sizeof(s->rng) || !s->rng)
-        s->rng = (uint64_t)sl_clock_ms(CLOCK_REALTIME) ^ ((uint64_t)getpid() << 32) ^ 1;
+    s->rng = sl_seed64((uintptr_t)s);
     s->api = api_base(o->api_url);
     s->cache = o->cache_file ? strdup(o->cache_file) : default_cache(o);
     if (!s->api || !s->cache || !s->groups)
@@ -802,6 +794,12 @@ void sl_sync_poll_now(struct sl_sync *s)
     s->last_bad = NULL;
     evtimer_del(s->poll_timer);
     poll_start(s);
+}
+
+void sl_sync_set_local(struct sl_sync *s, json_t *local)
+{
+    json_decref(s->local);
+    s->local = local ? json_incref(local) : NULL;
 }
 
 const struct sl_sync_status *sl_sync_status(const struct sl_sync *s)

@@ -67,6 +67,22 @@ static inline uint64_t sl_clock_ms(clockid_t clk)
     return sl_clock_us(clk) / 1000u;
 }
 
+/* xorshift64* (Vigna) on <*state>, which must not be 0: fast and good enough to spread
+ * connections by weight, first health checks and retry jitter; nothing secret. */
+static inline uint64_t sl_xorshift64s(uint64_t *state)
+{
+    uint64_t x = *state;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545f4914f6cdd1dULL;
+}
+
+/* A seed for sl_xorshift64s, never 0: getrandom, else the clock, the pid and <salt>. */
+uint64_t sl_seed64(uint64_t salt);
+
 /* "2026-11-24T03:39:19.991Z" for <ms> since the epoch, into <buf> (SL_ISO_LEN bytes). */
 #define SL_ISO_LEN 32
 char *sl_iso_ms(uint64_t ms, char *buf);

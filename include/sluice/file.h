@@ -1,10 +1,18 @@
-/* Files written whole: a reader (or the next start after a crash) sees the old file or the
- * new one, never a part. Used for the API sync's cache and the emulator's state. */
+/* Files read whole, and files written whole: a reader (or the next start after a crash) sees
+ * the old file or the new one, never a part. Used for config files, the API sync's cache,
+ * the emulator's state and explain's request. */
 #ifndef SLUICE_FILE_H
 #define SLUICE_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
+
+/* Reads <f> to its end, or its first <max> bytes: a malloc'd buffer (free it) of *<len>
+ * bytes, *<more> telling whether bytes past <max> were left unread. NULL on a read error,
+ * with errno set. Out of memory aborts. */
+char *sl_read_stream(FILE *f, size_t max, size_t *len, bool *more);
 
 /* Writes all <n> bytes at <p> to <fd>, retrying on EINTR and short writes. 0, or -1 with
  * errno set. */

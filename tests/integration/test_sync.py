@@ -110,7 +110,7 @@ class SyncTest(HealthTest):
         p.api_port = port
         return p
 
-    def local(self, api_port, dc, alb, listen_port, maps, **extra):
+    def local(self, api_port, dc, alb, listen_port, maps, interval=INTERVAL, **extra):
         """The file `sluice run` gets: only the sluice block (admin, address map, sync)."""
         admin = wskit.free_port()
         while admin in (listen_port, api_port):  # free_port may repeat itself
@@ -118,7 +118,7 @@ class SyncTest(HealthTest):
         sl = {"threads": 1, "admin": "127.0.0.1:%d" % admin, "accessLog": "-",
               "addressMap": maps,
               "sync": {"datacenterId": dc, "applicationLoadBalancerId": alb,
-                       "intervalSeconds": INTERVAL, "apiUrl": "http://127.0.0.1:%d" % api_port,
+                       "intervalSeconds": interval, "apiUrl": "http://127.0.0.1:%d" % api_port,
                        "cacheFile": os.path.join(self.tmp, "sync-cache.json")}}
         sl.update(extra)
         return {"sluice": sl}, admin
@@ -294,15 +294,16 @@ class FailingApi(SyncTest):
                     % (self.DC, self.ALB)] = (200, ok, json.dumps(alb).encode())
         fake.routes["/cloudapi/v6/targetgroups/tg-1"] = (200, ok, json.dumps(tg).encode())
 
-    def synced_to_fake(self, **local):
-        """A bench target, a FakeAPI serving one ALB and group for it, and sluice synced to it."""
+    def synced_to_fake(self, interval=INTERVAL, **local):
+        """A bench target, a FakeAPI serving one ALB and group for it, and sluice synced to it
+        (polling every <interval> s)."""
         b = self.bench("b1")
         fake = FakeAPI()
         self.addCleanup(fake.stop)
         port = wskit.free_port()
         alb, tg = self.documents(port, b.port)
         self.serve(fake, alb, tg)
-        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {}, **local)
+        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {}, interval, **local)
         return b, fake, port, alb, tg, cfg, self.run_synced(cfg, admin, port)
 
     def test_every_failure_keeps_the_last_good_config(self):
@@ -471,18 +472,32 @@ class FailingApi(SyncTest):
         self.assertIn("nothing started", s.stderr_text())
 
     def test_sighup_polls_now(self):
-        b = self.bench("b1")
-        fake = FakeAPI()
-        self.addCleanup(fake.stop)
-        port = wskit.free_port()
-        alb, tg = self.documents(port, b.port)
-        self.serve(fake, alb, tg)
-        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {})
-        cfg["sluice"]["sync"]["intervalSeconds"] = 3600
-        s = self.run_synced(cfg, admin, port)
+        b, fake, port, alb, tg, cfg, s = self.synced_to_fake(interval=3600)
         n = len(fake.hits)
         s.signal(signal.SIGHUP)
         wskit.wait_until(lambda: len(fake.hits) > n, PROMPT)
+
+    def test_sighup_takes_the_files_sluice_block_again(self):
+        """In sync mode the file gives the sluice block: SIGHUP reads it again, so an edit
+        there runs with the next document; a file that no longer parses changes nothing."""
+        b, fake, port, alb, tg, cfg, s = self.synced_to_fake(interval=3600)
+        gen = self.status(s)["config"]["generation"]
+        with open(s.cfg_path, "w") as f:
+            f.write("{ not json")
+        n = len(fake.hits)
+        s.signal(signal.SIGHUP)
+        wskit.wait_until(lambda: len(fake.hits) > n, PROMPT)
+        time.sleep(0.5)
+        self.assertEqual(self.status(s)["config"]["generation"], gen)
+        self.assertIn("its sluice block stays as it was", s.stderr_text())
+        cfg["sluice"]["headerTimeout"] = 5000
+        with open(s.cfg_path, "w") as f:
+            json.dump(cfg, f)
+        s.signal(signal.SIGHUP)
+        self.wait_generation(s, gen + 1, PROMPT)
+        with WSClient.open(port, "/") as c:
+            c.send_text("still served")
+            self.assertEqual(c.recv_message()[1], b"still served")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -544,6 +545,50 @@ static void test_tcp_ok(void **state)
     assert_int_equal(hooked(st, NULL), 0);
 }
 
+/* 1b. sluice out of fds is not the target's fault: its checks cannot start, and with retries 1
+ * a single failed verdict would mark it DOWN; it stays UP, with no check counted, and the
+ * checks go on once fds are free again. */
+static void test_own_fd_shortage(void **state)
+{
+    int t = tgt_open(T_CLOSE, NULL);
+    struct gdef g = {"web", {srv.t[t].port}, 100, 0, 1, NULL, false};
+    struct sl_config *c = build(NULL, &g, 1);
+    struct sl_target_state *st = tstate(c, 0, 0);
+    struct rlimit old, low;
+    int fill[64], n = 0, fd, result;
+    uint64_t checks, checks_after;
+    bool full, down;
+
+    (void)state;
+    apply(c);
+    WAIT_FOR(LD(st, checks) >= 2);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC); /* the lowest free fd: the limit goes there */
+    assert_true(fd >= 0);
+    low = old;
+    low.rlim_cur = (rlim_t)fd + 32;
+    close(fd);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    while (n < 64 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        fill[n++] = fd;
+    full = n < 64 && errno == EMFILE;
+    checks = LD(st, checks);
+    usleep(600 * 1000); /* six intervals */
+    down = LD(st, down);
+    result = LD(st, last_result);
+    checks_after = LD(st, checks);
+    /* fds and limit back before any assertion: a failure must not starve the next tests */
+    while (n > 0)
+        close(fill[--n]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_true(full);
+    assert_false(down);
+    assert_int_equal(result, SL_CHECK_OK);
+    assert_true(checks_after <= checks + 1); /* one check may have been under way */
+    WAIT_FOR(LD(st, checks) >= checks + 3);
+    assert_false(LD(st, down));
+}
+
 /* 2. A closed port is DOWN after `retries` refused checks, and UP again after one success. */
 static void test_tcp_down_up(void **state)
 {
@@ -1040,6 +1085,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_result_str),
         cmocka_unit_test_setup_teardown(test_tcp_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_own_fd_shortage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_down_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_body, setup, teardown),

@@ -100,27 +100,23 @@ static void one(struct evbuffer *b, const char *name, const char *type, const ch
     evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
-struct rule_ctx {
-    struct evbuffer *b;
-};
-
 static void rule_line(const char *listener, const char *frule, const char *rule,
-                      const struct sl_rule_stats *s, void *arg)
+                      const uint64_t by_class[6], void *arg)
 {
     static const char *const cls[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    struct rule_ctx *x = arg;
+    struct evbuffer *b = arg;
 
     for (int k = 0; k < 6; k++) {
-        uint64_t v = sl_stat_get(&s->by_class[k]);
+        uint64_t v = by_class[k];
 
         if (k == 0 && v == 0)
             continue; /* "none" only once something ended without an answer */
-        evbuffer_add(x->b, "sluice_requests_total{", 22);
-        label(x->b, "listener", listener, true);
-        label(x->b, "forwarding_rule", frule, false);
-        label(x->b, "rule", rule, false);
-        label(x->b, "class", cls[k], false);
-        evbuffer_add_printf(x->b, "} %llu\n", (unsigned long long)v);
+        evbuffer_add(b, "sluice_requests_total{", 22);
+        label(b, "listener", listener, true);
+        label(b, "forwarding_rule", frule, false);
+        label(b, "rule", rule, false);
+        label(b, "class", cls[k], false);
+        evbuffer_add_printf(b, "} %llu\n", (unsigned long long)v);
     }
 }
 
@@ -219,7 +215,6 @@ static void render_metrics(struct sl_admin *a, struct evbuffer *b)
     };
     const struct sl_config *cfg = a->cfg;
     struct totals t;
-    struct rule_ctx rx = {b};
 
     sum_workers(a, &t);
     family(b, "sluice_build_info", "gauge", "Always 1; the version is a label.");
@@ -243,7 +238,7 @@ static void render_metrics(struct sl_admin *a, struct evbuffer *b)
     family(b, "sluice_requests_total", "counter",
            "Requests answered, by listener, forwarding rule, http rule (\"\" = none matched or "
            "refused before routing) and status class (\"none\" = ended without an answer).");
-    sl_rule_stats_foreach(rule_line, &rx);
+    sl_rule_stats_foreach(rule_line, b);
     one(b, "sluice_tunnels_active", "gauge", "Open WebSocket tunnels.", t.tunnels_active);
     one(b, "sluice_tunnels_total", "counter", "WebSocket tunnels opened.", t.tunnels_total);
     family(b, "sluice_tunnel_bytes_total", "counter",

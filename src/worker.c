@@ -210,7 +210,7 @@ static struct sl_gen *gen_new(struct sl_worker *w, struct sl_config *cfg, int *f
     size_t slots = idx ? listener_slots(cfg, idx) : 0;
 
     if (!g || !idx || !(g->listeners = calloc(slots ? slots : 1, sizeof(*g->listeners))) ||
-        sl_rule_table_init(&g->rules, cfg) == -1 ||
+        sl_rule_table_init(&g->rules, cfg, w->id) == -1 ||
         !(g->bal = sl_balancer_new(cfg, 0x9e3779b97f4a7c15ull * (w->id + 1) + number))) {
         for (size_t k = 0; idx && k < slots; k++) {
             if (fds[k] != -1)
@@ -497,6 +497,10 @@ struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n)
         n = cfg->local.threads ? cfg->local.threads : cpu_count();
     if (!ws)
         return NULL;
+    if (sl_rule_stats_init(n) == -1) { /* one worker count per process */
+        free(ws);
+        return NULL;
+    }
     pthread_mutex_init(&ws->lock, NULL);
     ws->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     ws->w = calloc(n, sizeof(*ws->w));

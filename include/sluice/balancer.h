@@ -28,14 +28,15 @@ struct sl_target_state {
     /* Read by the balancer on every pick. */
     atomic_uint active;         /* open connections to the target (all workers) */
     atomic_bool down;           /* set by the health checker; false until it says otherwise */
-    /* Counted by the workers. */
-    atomic_uint_fast64_t picks; /* connections sent to it since start */
-    atomic_uint_fast64_t fails; /* connects that failed while proxying */
-    /* The rest on their own cache line: the line above is read by every pick. */
-    _Alignas(64) atomic_uint_fast64_t bytes_out; /* bytes sent to the target (requests, tunnels) */
+    /* Counted by the workers, on the same line: a request that picks the target writes this
+     * line anyway (active, picks), so its bytes cost no second line. */
+    atomic_uint_fast64_t picks;     /* connections sent to it since start */
+    atomic_uint_fast64_t fails;     /* connects that failed while proxying */
+    atomic_uint_fast64_t bytes_out; /* bytes sent to the target (requests, tunnels) */
     atomic_uint_fast64_t bytes_in;  /* bytes received from it */
-    /* Written by the health checker (health.h), read by the admin endpoints. */
-    atomic_int last_result;         /* enum sl_check_result of the last check; 0 = none yet */
+    /* The rest on their own cache line, written by the health checker (health.h) and read by
+     * the admin endpoints: checks never bounce the line every pick reads. */
+    _Alignas(64) atomic_int last_result; /* enum sl_check_result of the last check; 0 = none */
     atomic_int last_status;         /* HTTP status of the last HTTP check; 0 = none */
     atomic_uint_fast64_t last_check_ms; /* wall clock (ms since the epoch) it ended; 0 = never */
     atomic_uint_fast64_t checks;    /* checks done */

@@ -43,32 +43,36 @@ struct sl_worker_stats {
     sl_counter no_target;              /* requests answered 503: no target available */
 };
 
-/* Requests of one http rule (or of none: refused before routing, or no rule matched). */
+/* One worker's requests of one http rule (or of none: refused before routing, or no rule
+ * matched), on a cache line of its own: workers never share one on the hot path. */
 struct sl_rule_stats {
-    sl_counter by_class[6]; /* [1] 1xx ... [5] 5xx; [0] ended with no response */
+    _Alignas(64) sl_counter by_class[6]; /* [1] 1xx ... [5] 5xx; [0] ended with no response */
 };
 
-/* The shared counters for rule <rule> ("" = none) of forwarding rule <frule> on listener
- * <listener> ("ip:port"), made on first use. Thread-safe; for config adoption, not the hot
- * path. NULL on out-of-memory. */
-struct sl_rule_stats *sl_rule_stats_get(const char *listener, const char *frule,
-                                        const char *rule);
-/* Calls <fn> for every registered rule's counters (admin). */
+/* Before the first sl_rule_table_init: how many workers count (each gets its own block of
+ * every rule's counters). 0, or -1 if called again with another number. */
+int sl_rule_stats_init(unsigned n_workers);
+/* Calls <fn> for every rule of a config some worker runs now (a rule dropped by a reload
+ * leaves /metrics; its counts come back with it), its counters summed over the workers. */
 void sl_rule_stats_foreach(void (*fn)(const char *listener, const char *frule, const char *rule,
-                                      const struct sl_rule_stats *s, void *arg),
+                                      const uint64_t by_class[6], void *arg),
                            void *arg);
 void sl_rule_stats_free(void);
 
-/* A snapshot's lookup table: for each forwarding rule i, slots[base[i]] is "no rule" and
- * slots[base[i] + 1 + k] is its http rule k. */
+/* A worker's lookup table for one config: for each forwarding rule i, slots[base[i]] is "no
+ * rule" and slots[base[i] + 1 + k] is its http rule k; entries (opaque) hold the registry's
+ * rules for sl_rule_table_free. Made and freed off the hot path (under a lock). */
 struct sl_rule_table {
     size_t *base;
     struct sl_rule_stats **slots;
+    void **entries;
+    size_t n;
 };
-int sl_rule_table_init(struct sl_rule_table *t, const struct sl_config *cfg);
+int sl_rule_table_init(struct sl_rule_table *t, const struct sl_config *cfg, unsigned worker);
 void sl_rule_table_free(struct sl_rule_table *t);
 
-/* HOT: one request of <fr> (index in cfg->frules) answered <status> by <rule> (NULL = none). */
+/* HOT: one request of <fr> (index in cfg->frules) answered <status> by <rule> (NULL = none),
+ * counted by the table's worker alone. */
 static inline void sl_rule_table_count(const struct sl_rule_table *t, size_t fr,
                                        const struct sl_http_rule *rule, int status)
 {
@@ -76,7 +80,7 @@ static inline void sl_rule_table_count(const struct sl_rule_table *t, size_t fr,
     unsigned cls = status >= 100 && status < 600 ? (unsigned)status / 100 : 0;
 
     if (s)
-        atomic_fetch_add_explicit(&s->by_class[cls], 1, memory_order_relaxed);
+        sl_stat_add(&s->by_class[cls], 1);
 }
 
 /* The running config: set by main when a snapshot is published. */

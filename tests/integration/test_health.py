@@ -676,6 +676,30 @@ class Reload(HealthTest):
                              + s.stderr_text().count("reload: refused") > n_refused, PROMPT)
             self.assertEqual(self.status(s)["config"]["generation"], expect_generation)
 
+    def test_request_counts_follow_the_running_rules(self):
+        """Per-rule request counts are summed over the workers; a rule a reload renames leaves
+        /metrics, one it keeps goes on counting where it was."""
+        b = self.bench("b1")
+        port = wskit.free_port()
+        rules = [static(200, "hi\n", [cond_path("/static")], name="old-name"),
+                 forward("tg", [cond_path("/", "STARTS_WITH")], name="main")]
+        cfg = config(port, rules, [group("tg", [wskit.target(b.port)])], threads=2)
+        s = self.start(cfg)
+        for path in ["/static"] * 6 + ["/x"] * 4:
+            self.assertEqual(http(s.port, path=path).status, 200)
+        labels = dict(listener="127.0.0.1:%d" % port, forwarding_rule="fr", **{"class": "2xx"})
+        req = self.metrics(s)["sluice_requests_total"]
+        self.assertEqual(req.get(rule="old-name", **labels), 6)
+        self.assertEqual(req.get(rule="main", **labels), 4)
+        cfg["forwardingRules"][0]["properties"]["httpRules"][0]["name"] = "new-name"
+        self.reload(s, cfg)
+        for path in ["/static"] * 3 + ["/x"] * 2:
+            self.assertEqual(http(s.port, path=path).status, 200)
+        req = self.metrics(s)["sluice_requests_total"]
+        self.assertEqual(req.get(rule="new-name", **labels), 3)
+        self.assertEqual(req.get(rule="main", **labels), 6)
+        self.assertEqual(req.total(rule="old-name"), 0)  # no such series any more
+
     def test_maintenance_drains_without_cutting_tunnels(self):
         b1, b2 = self.bench("b1"), self.bench("b2")
         targets = [checked_target(b1.port), checked_target(b2.port)]

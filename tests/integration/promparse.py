@@ -37,6 +37,14 @@ class Family:
         return sum(self.select(**labels).values())
 
 
+def _open_family(families, name, where):
+    """A new family <name>: one seen before means its lines were not contiguous."""
+    if name in families:
+        raise ValueError("%s: family %s is not contiguous" % (where, name))
+    families[name] = Family(name)
+    return name
+
+
 def _unescape_help(s, where):
     out, i = [], 0
     while i < len(s):
@@ -114,7 +122,7 @@ def _family_of(sample, families, current):
 def parse(text):
     if text and not text.endswith("\n"):
         raise ValueError("the exposition does not end with a newline")
-    families, done, current = {}, set(), None
+    families, current = {}, None
     for n, line in enumerate(text.split("\n")[:-1], 1):
         where = "line %d" % n
         if line == "":
@@ -126,12 +134,7 @@ def parse(text):
                 if not NAME.match(name):
                     raise ValueError("%s: bad metric name %r" % (where, name))
                 if name != current:
-                    if name in done or name in families:
-                        raise ValueError("%s: family %s is not contiguous" % (where, name))
-                    if current is not None:
-                        done.add(current)
-                    current = name
-                    families[name] = Family(name)
+                    current = _open_family(families, name, where)
                 f = families[name]
                 rest = parts[3] if len(parts) > 3 else ""
                 if parts[1] == "HELP":
@@ -153,12 +156,7 @@ def parse(text):
         sname = m.group(1)
         fname = _family_of(sname, families, current)
         if fname != current:
-            if fname in families:
-                raise ValueError("%s: family %s is not contiguous" % (where, fname))
-            if current is not None:
-                done.add(current)
-            current = fname
-            families[fname] = Family(fname)
+            current = _open_family(families, fname, where)
         f = families[fname]
         if f.type == "counter" and not sname.endswith("_total"):
             raise ValueError("%s: counter sample %s does not end in _total" % (where, sname))

@@ -40,18 +40,12 @@
 
 static uint64_t now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return sl_clock_ms(CLOCK_MONOTONIC);
 }
 
 static uint64_t wall_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return sl_clock_ms(CLOCK_REALTIME);
 }
 
 static void sleep_ms(unsigned ms)

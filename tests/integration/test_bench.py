@@ -432,7 +432,10 @@ class Cli(BenchTest):
 
     def test_progress_on_a_terminal(self):
         url = self.server()
-        master, slave = pty.openpty()
+        try:
+            master, slave = pty.openpty()
+        except OSError as e:  # a container or chroot without /dev/pts: nothing to test on
+            self.skipTest("no pseudo-terminal here: %s" % e)
         p = subprocess.Popen([test_proxy.SLUICE_BENCH, "bulk", "--url", url, "--seconds", "2.2",
                               "--size", "64k"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=slave)

@@ -325,7 +325,7 @@ static void cli_fail_errno(struct cconn *c, const char *what)
 /* Appends a masked control frame to c->ctl. */
 static void cli_ctl(struct cconn *c, uint8_t op, const void *payload, size_t len)
 {
-    uint64_t r = bench_rand(&c->w->rng);
+    uint64_t r = sl_xorshift64s(&c->w->rng);
     uint8_t key[4];
     size_t h;
 
@@ -343,7 +343,7 @@ static void cli_append_msg(struct cconn *c)
 {
     struct cworker *w = c->w;
     struct client *cl = w->cl;
-    uint64_t r = bench_rand(&w->rng), size = cl->o.size;
+    uint64_t r = sl_xorshift64s(&w->rng), size = cl->o.size;
     size_t h, sl = seq_len(size);
     uint8_t key[4], sb[CLI_SEQ_LEN], *out;
     unsigned phase;
@@ -748,7 +748,7 @@ static void cli_send_request(struct cconn *c)
 {
     struct cli_opts *o = &c->w->cl->o;
     char req[2048], key[WS_KEY_LEN + 1];
-    uint64_t r[2] = {bench_rand(&c->w->rng), bench_rand(&c->w->rng)};
+    uint64_t r[2] = {sl_xorshift64s(&c->w->rng), sl_xorshift64s(&c->w->rng)};
     int n;
 
     ws_make_key((const uint8_t *)r, key);
@@ -1458,7 +1458,7 @@ int bench_client_main(int argc, char **argv)
         return 1;
     seed = 0x736c75696365ULL;
     for (uint64_t i = 0; i < plen; i += 8) {
-        uint64_t r = bench_rand(&seed);
+        uint64_t r = sl_xorshift64s(&seed);
 
         memcpy(cl.pattern + i, &r, plen - i < 8 ? plen - i : 8);
     }
@@ -1485,7 +1485,7 @@ int bench_client_main(int argc, char **argv)
         w->first = first;
         first += w->n;
         w->limit = o->concurrency / o->threads ? o->concurrency / o->threads : 1;
-        w->rng = bench_seed();
+        w->rng = sl_seed64((uintptr_t)w);
         w->base = event_base_new();
         w->c = calloc(w->n, sizeof(*w->c));
         if (o->mode == CM_RR || o->mode == CM_UPGRADES) {

@@ -4,7 +4,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -324,13 +323,4 @@ int bench_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
         return -1;
     *out = (unsigned)v;
     return 0;
-}
-
-uint64_t bench_seed(void)
-{
-    uint64_t s = 0;
-
-    if (getrandom(&s, sizeof(s), 0) != (ssize_t)sizeof(s))
-        s = bench_now_ns();
-    return s ? s : 0x9E3779B97F4A7C15ULL;
 }

@@ -96,20 +96,6 @@ int bench_parse_seconds(const char *s, double max, double *out);
 /* Parses an unsigned integer in [min, max]; -1 if invalid. */
 int bench_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
 
-/* xorshift64*: cheap per-thread randomness for mask keys and handshake keys. */
-static inline uint64_t bench_rand(uint64_t *s)
-{
-    uint64_t x = *s;
-
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-/* A seed from getrandom(2), never 0. */
-uint64_t bench_seed(void);
 
 /* Subcommands (server.c, client.c); <argv>[0] is the subcommand's name. Exit codes. */
 int bench_server_main(int argc, char **argv);

@@ -53,6 +53,16 @@ static void load_address_map(struct ld *ld, const json_t *obj, struct sl_map_ent
     }
 }
 
+/* <name> as the files are opened: a relative one joined to base_dir (sl_load_opts). */
+static const char *file_name(struct ld *ld, const char *name)
+{
+    const char *dir = ld->opts ? ld->opts->base_dir : NULL;
+
+    if (!name || name[0] == '/' || !dir || !dir[0] || !strcmp(dir, "."))
+        return name;
+    return sl_arena_printf(ld->a, "%s/%s", dir, name);
+}
+
 static void load_certificates(struct ld *ld, const json_t *obj)
 {
     struct sl_local *l = &ld->cfg->local;
@@ -72,9 +82,19 @@ static void load_certificates(struct ld *ld, const json_t *obj)
             int ok = cfg_get_str(ld, val, "cert", true, "the PEM certificate file", &c->cert) == 1;
 
             ok &= cfg_get_str(ld, val, "key", true, "the PEM private key file", &c->key) == 1;
-            cfg_get_str(ld, val, "chain", false, "a PEM chain file", &c->chain);
+            ok &= cfg_get_str(ld, val, "chain", false, "a PEM chain file", &c->chain) >= 0;
+            ok &= cfg_get_str(ld, val, "ocsp", false, "a DER OCSP response file", &c->ocsp) >= 0;
             if (ok) {
                 c->ref = sl_arena_strdup(ld->a, k);
+                c->loc = cfg_here(ld);
+                c->cert_loc = cfg_here_key(ld, "cert");
+                c->key_loc = cfg_here_key(ld, "key");
+                c->chain_loc = cfg_here_key(ld, "chain");
+                c->ocsp_loc = cfg_here_key(ld, "ocsp");
+                c->cert = file_name(ld, c->cert);
+                c->key = file_name(ld, c->key);
+                c->chain = file_name(ld, c->chain);
+                c->ocsp = file_name(ld, c->ocsp);
                 l->n_certificates++;
             }
         }
@@ -1032,6 +1052,8 @@ static void config_free(struct sl_config *c)
     for (i = 0; i < c->n_regexes; i++)
         sl_regex_free(c->regexes[i]);
     free(c->regexes);
+    if (c->tls_free)
+        c->tls_free(c->tls);
     sl_arena_deinit(&c->arena);
     free(c->origin);
     free(c);
@@ -1135,8 +1157,18 @@ struct sl_config *sl_config_load_file(const char *file, const struct sl_load_opt
         sl_diag_add(d, SL_DIAG_ERROR, 0, 0, "", "cannot read: %s", strerror(errno));
     else if (more)
         sl_diag_add(d, SL_DIAG_ERROR, 0, 0, "", "larger than %u MiB", MAX_CONFIG_FILE >> 20);
-    else
-        c = sl_config_load_buffer(file, buf, len, o, d);
+    else {
+        /* relative certificate files are found beside the config file */
+        struct sl_load_opts oo = o ? *o : (struct sl_load_opts){0};
+        char *dir = NULL, *slash;
+
+        if (!oo.base_dir && (dir = strdup(file)) && (slash = strrchr(dir, '/'))) {
+            slash[slash == dir] = '\0';
+            oo.base_dir = dir;
+        }
+        c = sl_config_load_buffer(file, buf, len, &oo, d);
+        free(dir);
+    }
     free(buf);
     fclose(f);
     return c;

@@ -44,6 +44,8 @@ struct sl_conn {
     struct sl_config *cfg;              /* gen->cfg */
     const struct sl_listener *ln;
     struct bufferevent *cb;             /* client */
+    struct ssl_st *ssl;                 /* the client's TLS session (ours), or NULL: plain */
+    bool tls_up;                        /* its handshake is done */
     struct bufferevent *ub;             /* target; NULL when none */
     struct event *timer;                /* header timeout, linger */
     int cfd, ufd;

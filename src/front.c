@@ -17,6 +17,7 @@
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/router.h"
+#include "sluice/tls.h"
 
 #define ACCEPT_BATCH 64          /* connections accepted per wake-up, then others run */
 #define ACCEPT_PAUSE_MS 100      /* pause when out of fds */
@@ -116,7 +117,10 @@ static void conn_new(struct sl_listener *ln, int fd, const struct sockaddr_stora
     c->ufd = -1;
     c->id = ++w->next_id;
     sl_addr_from_sockaddr((const struct sockaddr *)ss, &c->peer, &c->peer_port);
-    c->cb = bufferevent_socket_new(w->base, fd, 0);
+    if (sl_tls_on(ln->gen->cfg, ln->fr))
+        c->cb = sl_tls_bev_new(w->base, fd, ln->gen->cfg, ln->fr, &c->ssl);
+    else
+        c->cb = bufferevent_socket_new(w->base, fd, 0);
     c->timer = evtimer_new(w->base, on_timer, c);
     if (!c->cb || !c->timer)
         goto fail;
@@ -129,6 +133,11 @@ static void conn_new(struct sl_listener *ln, int fd, const struct sockaddr_stora
     /* clientTimeout: idle between requests, and a client that stops reading or sending. */
     bufferevent_set_timeouts(c->cb, &tv, &tv);
     bufferevent_enable(c->cb, EV_READ);
+    if (c->ssl) {
+        /* The handshake and the first head share headerTimeout: a stalled handshake ends. */
+        c->flags |= CF_HEAD_TIMER;
+        set_timer(c, c->cfg->local.header_timeout_ms);
+    }
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -141,6 +150,8 @@ fail:
     if (c) {
         if (c->cb)
             bufferevent_free(c->cb);
+        if (c->ssl)
+            sl_tls_free_ssl(c->ssl);
         if (c->timer)
             event_free(c->timer);
         free(c);
@@ -202,9 +213,14 @@ void front_close(struct sl_conn *c)
     w->n_conns--;
     sl_stat_sub(&w->stats->http_active, 1);
     if (c->cb) {
-        bufferevent_setfd(c->cb, -1); /* see upstream_release */
+        if (c->ssl)
+            sl_tls_detach(c->cb);
+        else
+            bufferevent_setfd(c->cb, -1); /* see upstream_release */
         bufferevent_free(c->cb);
     }
+    if (c->ssl)
+        sl_tls_free_ssl(c->ssl); /* its bufferevent defers callbacks: nothing uses it now */
     if (c->cfd != -1)
         close(c->cfd);
     if (c->timer)
@@ -222,6 +238,8 @@ void front_close(struct sl_conn *c)
 static void linger(struct sl_conn *c)
 {
     c->flags |= CF_LINGER;
+    if (c->ssl)
+        sl_tls_close_notify(c->ssl);
     if (shutdown(c->cfd, SHUT_WR) == -1) {
         front_close(c);
         return;
@@ -524,7 +542,7 @@ static int handle_head(struct sl_conn *c)
         return -1;
     }
     h.req.source = c->peer;
-    h.req.tls = false;
+    h.req.tls = c->ssl != NULL;
     note_request(c, &h);
     c->req_bytes = h.head_len;
     if (!h.keep_alive)
@@ -680,11 +698,41 @@ static void on_write(struct bufferevent *bev, void *arg)
     front_client_drained(c);
 }
 
+/* The client's TLS handshake did not complete: count and log the cause, answer plain HTTP
+ * with a plain 400 (as nginx does), close. */
+static void tls_failed(struct sl_conn *c, enum sl_tls_fail why, const char *detail)
+{
+    static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                              "Content-Length: 50\r\nConnection: close\r\n\r\n"
+                              "400 Bad Request: this port speaks HTTPS (TLS)\n";
+    char peer[SL_ADDR_STRLEN + 8];
+
+    sl_tls_failed(why, sl_addr_format_port(&c->peer, c->peer_port, peer), detail);
+    if (why == SL_TLS_PLAIN_HTTP)
+        (void)!send(c->cfd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    front_close(c);
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct sl_conn *c = arg;
 
     (void)bev;
+    if (c->ssl && !c->tls_up) {
+        char detail[200];
+
+        if (what & BEV_EVENT_CONNECTED) {
+            c->tls_up = true;
+            sl_tls_handshake_done(c->ssl);
+            return;
+        }
+        tls_failed(c,
+                   (what & BEV_EVENT_TIMEOUT)
+                       ? SL_TLS_TIMEOUT
+                       : sl_tls_classify(c->cb, what & BEV_EVENT_EOF, detail, sizeof(detail)),
+                   (what & BEV_EVENT_TIMEOUT) ? "" : detail);
+        return;
+    }
     if (c->state == CS_HEAD && (what & BEV_EVENT_TIMEOUT) && (c->flags & CF_HEAD_TIMER)) {
         on_timer(-1, 0, c); /* clientTimeout ran out first: still a 408 */
         return;
@@ -729,6 +777,10 @@ static void on_timer(int fd, short what, void *arg)
     (void)what;
     if (c->state == CS_CLOSING) {
         front_close(c); /* end of the lingering close */
+        return;
+    }
+    if (c->ssl && !c->tls_up) {
+        tls_failed(c, SL_TLS_TIMEOUT, "");
         return;
     }
     if (c->state == CS_HEAD && (c->flags & CF_HEAD_TIMER)) {

@@ -24,6 +24,7 @@
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/sync.h"
+#include "sluice/tls.h"
 #include "sluice/worker.h"
 
 #ifndef SL_VERSION
@@ -205,11 +206,21 @@ static int parse_args(int argc, char **argv, const char *allow, struct cli *c)
     return 0;
 }
 
+/* <cfg> with its certificates loaded (tls.h), or NULL (the errors in <d>). */
+static struct sl_config *with_tls(struct sl_config *cfg, struct sl_diags *d)
+{
+    if (cfg && sl_tls_attach(cfg, d) != 0) {
+        sl_config_unref(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
 static struct sl_config *load(const struct cli *c, struct sl_diags *d)
 {
     struct sl_load_opts o = {.map = c->maps, .n_map = c->n_maps};
 
-    return sl_config_load_file(c->config, &o, d);
+    return with_tls(sl_config_load_file(c->config, &o, d), d);
 }
 
 /* Loads and lints CONFIG, printing every diagnostic sorted to <out>; <d> keeps the counts
@@ -495,9 +506,18 @@ static int on_sync_doc(json_t *doc, const char *origin, char *why, size_t why_le
     struct sl_diags d;
     struct sl_config *cfg;
     uint64_t t0 = sl_clock_us(CLOCK_MONOTONIC);
+    char *dir = r->cli->config ? strdup(r->cli->config) : NULL, *slash;
 
+    /* certificates of the local file's sluice block are found beside it */
+    if (dir && (slash = strrchr(dir, '/'))) {
+        slash[slash == dir] = '\0';
+        o.base_dir = dir;
+    }
     sl_diags_init(&d, origin);
-    if (!(cfg = checked(sl_config_load_json(origin, doc, NULL, &o, &d), &d, "sync", why, why_len)))
+    cfg = checked(with_tls(sl_config_load_json(origin, doc, NULL, &o, &d), &d), &d, "sync", why,
+                  why_len);
+    free(dir);
+    if (!cfg)
         return -1;
     if (!r->ws) {
         if (r->cfg)

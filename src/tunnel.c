@@ -22,6 +22,8 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "sluice/common.h"
 #include "sluice/tunnel.h"
@@ -79,6 +81,12 @@ enum {
     TUN_F_TMO = 1 << 4,     /* tmo is set (idle or FIN timeout armed) */
 };
 
+/* A TLS client side: what SSL_read/SSL_write need besides their own readiness. */
+enum {
+    TLS_RD_WANTS_WRITE = 1 << 0, /* SSL_read must write (a TLS 1.3 key update answer) */
+    TLS_WR_WANTS_READ = 1 << 1,  /* SSL_write must read first */
+};
+
 /* One direction: src = fd[i], dst = fd[!i]. It holds bytes only while they are in flight,
  * in buf (handed-over or copied bytes) or in pipe, never both: it reads again only once
  * everything is sent. */
@@ -107,6 +115,8 @@ struct sl_tunnel {
     uint64_t fin_at_ms;   /* 0, or when a half-closed tunnel ends regardless */
     uint64_t bytes[2];    /* delivered, per direction */
     int fd[2];
+    SSL *ssl;         /* the client side's TLS session, or NULL */
+    uint8_t tls_want; /* TLS_* */
     uint32_t idle_ms;
     short interest[2]; /* EV_READ|EV_WRITE as last added, -1 = not added */
     uint8_t flags;
@@ -302,6 +312,66 @@ static void dir_release(struct sl_tunnel *t, struct tun_dir *d)
     }
 }
 
+/* The result <r> of SSL_read (<wr> false) or SSL_write on the client side as read(2) or send(2)
+ * would give it: bytes, 0 at the client's close_notify (or EOF), or -1 with errno; EAGAIN
+ * also when TLS needs the other readiness first (noted in tls_want for tunnel_watch). */
+static ssize_t tls_result(struct sl_tunnel *t, int r, bool wr)
+{
+    int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
+
+    switch (e) {
+    case SSL_ERROR_NONE:
+        return r;
+    case SSL_ERROR_WANT_READ:
+        if (wr)
+            t->tls_want |= TLS_WR_WANTS_READ;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        if (!wr)
+            t->tls_want |= TLS_RD_WANTS_WRITE;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        if (!wr)
+            return 0;
+        errno = EPIPE; /* the client has closed: nothing more can reach it */
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        ERR_clear_error();
+        if (errno == 0 && !wr)
+            return 0; /* EOF without close_notify */
+        if (errno == 0)
+            errno = EPIPE;
+        return -1;
+    default:
+        ERR_clear_error(); /* a bad record: the client's stream is broken */
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+/* read(2) from side <i>, through TLS on a TLS client side. */
+static inline ssize_t side_read(struct sl_tunnel *t, int i, void *b, size_t n)
+{
+    if (i == 0 && t->ssl) {
+        ERR_clear_error(); /* SSL_get_error reads the thread's queue: only ours in it */
+        return tls_result(t, SSL_read(t->ssl, b, (int)n), false);
+    }
+    return read(t->fd[i], b, n);
+}
+
+/* send(2) to side <i>, through TLS on a TLS client side. */
+static inline ssize_t side_send(struct sl_tunnel *t, int i, const void *b, size_t n)
+{
+    if (i == 0 && t->ssl) {
+        ERR_clear_error();
+        return tls_result(t, SSL_write(t->ssl, b, n > INT32_MAX ? INT32_MAX : (int)n), true);
+    }
+    /* MSG_NOSIGNAL: a peer that reset must cost an EPIPE, not the process. */
+    return send(t->fd[i], b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 /* Records why a read or write of side <side> (0 client, 1 target) failed: SL_ERROR. */
 static int dir_fail(struct sl_tunnel *t, int side, int err)
 {
@@ -361,8 +431,7 @@ static int tunnel_splice_out(struct sl_tunnel *t, int i)
 
 again:
     while (d->buf) {
-        /* MSG_NOSIGNAL: a peer that reset must cost an EPIPE, not the process. */
-        ssize_t n = send(dst, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
+        ssize_t n = side_send(t, !i, d->buf + d->off, d->len - d->off);
 
         if (n == -1) {
             if (errno == EINTR)
@@ -503,7 +572,7 @@ static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
         return SL_ERROR;
     }
     do {
-        n = read(t->fd[i], b, COPY_BUF_SIZE);
+        n = side_read(t, i, b, COPY_BUF_SIZE);
     } while (n == -1 && errno == EINTR);
     if (n > 0) {
         d->buf = b;
@@ -511,8 +580,8 @@ static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
         d->len = (uint32_t)n;
         d->flags |= DIR_F_BUF_COPY;
         /* A short read means the socket is empty now: skip the read that would only say
-         * EAGAIN. */
-        *more = n == COPY_BUF_SIZE;
+         * EAGAIN. TLS reads one record at a time, and may hold more already read. */
+        *more = n == COPY_BUF_SIZE || (i == 0 && t->ssl && SSL_has_pending(t->ssl));
         if (!*more)
             d->full_reads = d->full_reads > 0 ? 0 : d->full_reads; /* a backoff runs on */
         else if (d->full_reads < STREAM_AFTER && ++d->full_reads == STREAM_AFTER)
@@ -543,6 +612,11 @@ static void dir_shut(struct sl_tunnel *t, int i)
     if (d->flags & DIR_F_SHUT)
         return;
     d->flags |= DIR_F_SHUT;
+    /* A TLS client learns the end from close_notify (best effort: never waits). */
+    if (i == 1 && t->ssl) {
+        SSL_shutdown(t->ssl);
+        ERR_clear_error();
+    }
     /* Both done: the tunnel ends now, and its close() sends this FIN (fd[!i] has read its
      * own EOF, so nothing unread turns it into a reset): one syscall fewer per tunnel. */
     if (t->dir[!i].flags & DIR_F_SHUT)
@@ -620,6 +694,10 @@ static int tunnel_watch(struct sl_tunnel *t, int i, bool force)
         want |= EV_READ;
     if (dir_pending(&t->dir[!i]))
         want |= EV_WRITE;
+    if (i == 0 && (t->tls_want & TLS_RD_WANTS_WRITE))
+        want |= EV_WRITE;
+    if (i == 0 && (t->tls_want & TLS_WR_WANTS_READ))
+        want |= EV_READ;
     if (want == t->interest[i] && !force)
         return 0;
     if (t->interest[i] != -1)
@@ -658,6 +736,8 @@ static void tunnel_end(struct sl_tunnel *t, enum sl_err why)
          * loop pass, so libevent never calls us on freed memory. */
         if (t->interest[i] != -1)
             event_del(&t->ev[i]);
+        if (i == 0 && t->ssl)
+            SSL_free(t->ssl);
         if (reset)
             abort_close(t->fd[i]);
         else
@@ -694,6 +774,32 @@ static bool tunnel_expired(const struct sl_tunnel *t, enum sl_err *why)
     return false;
 }
 
+/* An SSL_read that had to write, or an SSL_write that had to read, goes on when the client
+ * socket is ready that other way. */
+static int tls_retry(struct sl_tunnel *t, short what)
+{
+    if ((what & EV_WRITE) && (t->tls_want & TLS_RD_WANTS_WRITE)) {
+        t->tls_want &= ~TLS_RD_WANTS_WRITE;
+        if (dir_pump(t, 0) != SL_OK)
+            return SL_ERROR;
+    }
+    if ((what & EV_READ) && (t->tls_want & TLS_WR_WANTS_READ)) {
+        t->tls_want &= ~TLS_WR_WANTS_READ;
+        if (dir_pump(t, 1) != SL_OK)
+            return SL_ERROR;
+    }
+    return SL_OK;
+}
+
+/* TLS may hold client bytes it has read from the socket but not handed out yet (a pump that
+ * ran out of budget, read-ahead): no readiness will announce them, so come back for them. */
+static inline void tls_pending(struct sl_tunnel *t)
+{
+    if (t->ssl && !(t->dir[0].flags & DIR_F_EOF) && !dir_pending(&t->dir[0]) &&
+        SSL_has_pending(t->ssl))
+        event_active(&t->ev[0], EV_READ, 1);
+}
+
 /* HOT: splice. Both directions of a tunnel are driven from here (dir_pump ->
  * tunnel_splice_in/_out): fd is the source of its own direction (EV_READ) and the
  * destination of the other one (EV_WRITE). */
@@ -707,6 +813,10 @@ static void tunnel_on_io(evutil_socket_t fd, short what, void *arg)
         tunnel_end(t, why);
         return;
     }
+    if (SL_UNLIKELY(t->tls_want) && i == 0 && tls_retry(t, what) != SL_OK) {
+        tunnel_end(t, (enum sl_err)t->end);
+        return;
+    }
     if ((what & EV_WRITE) && dir_pump(t, !i) != SL_OK) {
         tunnel_end(t, (enum sl_err)t->end);
         return;
@@ -715,6 +825,7 @@ static void tunnel_on_io(evutil_socket_t fd, short what, void *arg)
         tunnel_end(t, (enum sl_err)t->end);
         return;
     }
+    tls_pending(t);
     if (t->flags & TUN_F_MOVED) {
         t->flags &= ~TUN_F_MOVED;
         t->last_ms = mono_us() / 1000;
@@ -744,7 +855,7 @@ static int dir_handover(struct sl_tunnel *t, int i, const char *data, size_t len
     if (len > UINT32_MAX)
         return -1;
     do {
-        n = send(t->fd[!i], data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        n = side_send(t, !i, data, len);
     } while (n == -1 && errno == EINTR);
     if (n > 0) {
         t->bytes[i] += (uint64_t)n;
@@ -768,10 +879,10 @@ static int dir_handover(struct sl_tunnel *t, int i, const char *data, size_t len
  * tunnel, owning both fds and linked into <list>; or NULL (out of memory, or event_add failed) with
  * both fds closed and <done> not called. */
 struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *pool,
-                                struct sl_tunnel_list *list, int client_fd, int target_fd,
-                                const void *to_target, size_t to_target_len, const void *to_client,
-                                size_t to_client_len, uint32_t idle_ms, sl_tunnel_done_cb done,
-                                void *arg)
+                                struct sl_tunnel_list *list, int client_fd, SSL *client_tls,
+                                int target_fd, const void *to_target, size_t to_target_len,
+                                const void *to_client, size_t to_client_len, uint32_t idle_ms,
+                                sl_tunnel_done_cb done, void *arg)
 {
     struct sl_tunnel *t = calloc(1, sizeof(*t));
 
@@ -784,6 +895,15 @@ struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *po
     t->done_arg = arg;
     t->fd[0] = client_fd;
     t->fd[1] = target_fd;
+    if ((t->ssl = client_tls)) {
+        /* Reading ahead: one read(2) per socketful instead of two per record (tls_pending
+         * picks up what it holds). Splice sees ciphertext on the client socket unless the
+         * kernel does the crypto (kTLS): then spliced bytes are encrypted on their way out. */
+        SSL_set_read_ahead(t->ssl, 1);
+        t->dir[0].flags |= DIR_F_NOSPLICE;
+        if (BIO_get_ktls_send(SSL_get_wbio(t->ssl)) <= 0)
+            t->dir[1].flags |= DIR_F_NOSPLICE;
+    }
     t->idle_ms = idle_ms;
     t->interest[0] = t->interest[1] = -1;
     gettimeofday(&t->start, NULL);
@@ -804,6 +924,7 @@ struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *po
     }
     if (tunnel_watch(t, 0, true) == -1 || tunnel_watch(t, 1, true) == -1)
         goto fail;
+    tls_pending(t);
 
     t->prev = NULL;
     t->next = list->head;
@@ -822,6 +943,8 @@ fail:
         }
         free(t);
     }
+    if (client_tls)
+        SSL_free(client_tls);
     close(client_fd);
     close(target_fd);
     return NULL;

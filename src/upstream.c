@@ -15,6 +15,7 @@
 #include "sluice/front.h"
 #include "sluice/health.h"
 #include "sluice/log.h"
+#include "sluice/tls.h"
 #include "sluice/tunnel.h"
 
 static void on_read(struct bufferevent *bev, void *arg);
@@ -468,6 +469,7 @@ static void to_tunnel(struct sl_conn *c, size_t head_len)
                                                     : c->ln->fr->client_timeout_ms;
     size_t to_client, to_target;
     int cfd = c->cfd, ufd = c->ufd;
+    struct ssl_st *ssl = c->ssl;
     struct sl_tunnel *t;
 
     /* Marked down while this upgrade was under way: with closeOnTargetDown the sweep of open
@@ -481,7 +483,10 @@ static void to_tunnel(struct sl_conn *c, size_t head_len)
         front_reply_error(c, 502, SL_ERR_RESOURCES);
         return;
     }
-    evbuffer_add_buffer(cout, bufferevent_get_input(c->ub));
+    /* What the client gets first: its queued output, then what the target sent past the 101
+     * (moved, not copied; a TLS bufferevent's output would also start writing on an add). */
+    evbuffer_prepend_buffer(bufferevent_get_input(c->ub), cout);
+    cout = bufferevent_get_input(c->ub);
     evbuffer_add_buffer(uout, bufferevent_get_input(c->cb));
     to_client = evbuffer_get_length(cout);
     to_target = evbuffer_get_length(uout);
@@ -501,12 +506,18 @@ static void to_tunnel(struct sl_conn *c, size_t head_len)
                              .peer_port = c->peer_port,
                              .flushed_up = http_up,
                              .flushed_down = http_part};
-    /* The tunnel owns the fds and the target's active count from here on. */
-    bufferevent_setfd(c->cb, -1);
+    /* The tunnel owns the fds, the TLS session and the target's active count from here on. */
+    if (ssl) {
+        sl_tls_detach(c->cb);
+        bufferevent_free(c->cb); /* now, before front_close would set its fd again */
+        c->cb = NULL;
+    } else
+        bufferevent_setfd(c->cb, -1);
     bufferevent_setfd(c->ub, -1);
     c->cfd = c->ufd = -1;
+    c->ssl = NULL;
     c->counted = false;
-    t = sl_tunnel_new(w->base, w->pipes, &w->tunnels, cfd, ufd, evbuffer_pullup(uout, -1),
+    t = sl_tunnel_new(w->base, w->pipes, &w->tunnels, cfd, ssl, ufd, evbuffer_pullup(uout, -1),
                       to_target, evbuffer_pullup(cout, -1), to_client, idle, tunnel_done, x);
     if (!t) {
         atomic_fetch_sub_explicit(&x->state->active, 1, memory_order_relaxed);

@@ -199,11 +199,15 @@ struct sl_map_entry {
     uint16_t from_port, to_port;
 };
 
+/* One sluice.certificates entry. File names are as written, or joined to the config file's
+ * directory when relative (sl_load_opts.base_dir). */
 struct sl_certificate_ref {
     const char *ref;   /* certificate id or name */
-    const char *cert;  /* PEM file */
+    const char *cert;  /* PEM file: the certificate, optionally followed by its chain */
     const char *key;   /* PEM file */
-    const char *chain; /* optional */
+    const char *chain; /* optional PEM file of intermediates */
+    const char *ocsp;  /* optional DER OCSP response to staple; NULL: <cert>.ocsp if present */
+    struct sl_srcloc loc, cert_loc, key_loc, chain_loc, ocsp_loc;
 };
 
 struct sl_local {
@@ -244,6 +248,10 @@ struct sl_config {
     struct sl_arena arena; /* owns every string and array above */
     sl_regex **regexes;    /* every compiled regex, freed with the snapshot */
     size_t n_regexes;
+    /* The loaded certificates and TLS contexts (tls.h), made after the load by those who
+     * serve or check TLS; freed with the snapshot by <tls_free>. */
+    void *tls;
+    void (*tls_free)(void *tls);
 };
 
 #endif

@@ -12,6 +12,9 @@
 struct sl_load_opts {
     const struct sl_map_entry *map; /* --map entries; override sluice.addressMap */
     size_t n_map;
+    /* Relative file names in sluice (certificates) are joined to this directory; NULL: the
+     * config file's own directory (sl_config_load_file), else the current one. */
+    const char *base_dir;
 };
 
 /* Each returns a snapshot holding one reference, or NULL with the errors in <d>.

@@ -15,6 +15,7 @@
 #include "sluice/common.h"
 
 struct event_base;
+struct ssl_st;
 struct sl_tunnel;
 struct sl_pipe_pool;
 
@@ -69,13 +70,16 @@ struct sl_tunnel_list {
  * <to_client_len> bytes at <to_client> to the client (bytes read past the HTTP heads; copied,
  * the caller keeps its buffers), then bytes flow both ways. <pool> NULL = copy only.
  * <idle_ms> (> 0): with no byte either way for that long, the tunnel ends with
- * SL_ERR_IDLE_TIMEOUT. The tunnel joins <list>. Takes ownership of both fds in every case:
+ * SL_ERR_IDLE_TIMEOUT. <client_tls> (or NULL): the client side's TLS session, established on
+ * <client_fd>: bytes to and from the client go through it (splice only where kTLS lets the
+ * kernel encrypt). The tunnel joins <list>. Takes ownership of both fds (and the session) in
+ * every case:
  * on failure (NULL, out of memory) they are closed and <done> is not called. */
 struct sl_tunnel *sl_tunnel_new(struct event_base *base, struct sl_pipe_pool *pool,
-                                struct sl_tunnel_list *list, int client_fd, int target_fd,
-                                const void *to_target, size_t to_target_len, const void *to_client,
-                                size_t to_client_len, uint32_t idle_ms, sl_tunnel_done_cb done,
-                                void *arg);
+                                struct sl_tunnel_list *list, int client_fd,
+                                struct ssl_st *client_tls, int target_fd, const void *to_target,
+                                size_t to_target_len, const void *to_client, size_t to_client_len,
+                                uint32_t idle_ms, sl_tunnel_done_cb done, void *arg);
 /* Fills <out> with the tunnel's counters so far. */
 void sl_tunnel_get_info(const struct sl_tunnel *t, struct sl_tunnel_info *out);
 /* Ends the tunnel now with reason <why> (both fds closed, done called, tunnel freed). Not to be

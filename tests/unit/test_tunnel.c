@@ -369,7 +369,7 @@ static struct sl_tunnel *tunnel_make(int lfd, int bufsz, struct app **ca, struct
     *ca = app_new(c_app);
     *ta = app_new(t_app);
     memset(rec, 0, sizeof(*rec));
-    t = sl_tunnel_new(g.base, g.pool, &g.list, c_tun, t_tun, up, up_len, down, down_len, idle_ms,
+    t = sl_tunnel_new(g.base, g.pool, &g.list, c_tun, NULL, t_tun, up, up_len, down, down_len, idle_ms,
                       on_done, rec);
     assert_non_null(t);
     return t;
@@ -1057,7 +1057,7 @@ static void close_from_done(void **s)
         (void)app_new(app[i]);
     }
     for (int i = 0; i < 2; i++) {
-        t[i] = sl_tunnel_new(g.base, NULL, &g.list, tun[2 * i], tun[2 * i + 1], NULL, 0, NULL, 0,
+        t[i] = sl_tunnel_new(g.base, NULL, &g.list, tun[2 * i], NULL, tun[2 * i + 1], NULL, 0, NULL, 0,
                              1000, on_done_close_victim, &rec[i]);
         assert_non_null(t[i]);
     }

@@ -21,6 +21,7 @@
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/sync.h"
+#include "sluice/tls.h"
 #include "sluice/worker.h"
 
 struct sl_admin {
@@ -202,6 +203,31 @@ static void target_metric(struct evbuffer *b, enum tmetric m, const struct sl_ta
     }
 }
 
+static void render_tls(struct evbuffer *b)
+{
+    struct sl_tls_stats ts;
+
+    sl_tls_get_stats(&ts);
+    one(b, "sluice_tls_handshakes_total", "counter", "TLS handshakes completed.", ts.handshakes);
+    one(b, "sluice_tls_resumed_total", "counter",
+        "TLS handshakes that resumed a session (ticket or session id).", ts.resumed);
+    one(b, "sluice_tls_sni_unknown_total", "counter",
+        "TLS handshakes whose SNI matched no certificate of the listener (the first one served).",
+        ts.sni_unknown);
+    family(b, "sluice_tls_handshake_errors_total", "counter",
+           "TLS handshakes that did not complete, by cause.");
+    for (int i = 0; i < SL_TLS_N_FAIL; i++)
+        evbuffer_add_printf(b, "sluice_tls_handshake_errors_total{cause=\"%s\"} %llu\n",
+                            sl_tls_fail_name((enum sl_tls_fail)i),
+                            (unsigned long long)ts.failed[i]);
+    family(b, "sluice_tls_ktls", "gauge",
+           "1 once the kernel has taken the TLS record keys (kTLS) of a connection, by direction.");
+    evbuffer_add_printf(b,
+                        "sluice_tls_ktls{direction=\"send\"} %d\n"
+                        "sluice_tls_ktls{direction=\"recv\"} %d\n",
+                        ts.ktls_send, ts.ktls_recv);
+}
+
 static void render_metrics(struct sl_admin *a, struct evbuffer *b)
 {
     static const struct {
@@ -253,6 +279,7 @@ static void render_metrics(struct sl_admin *a, struct evbuffer *b)
                             reasons[i].reason, (unsigned long long)t.fails[reasons[i].e]);
     one(b, "sluice_no_target_total", "counter",
         "Requests answered 503 because no target of the group was available.", t.no_target);
+    render_tls(b);
     one(b, "sluice_log_dropped_total", "counter", "Log lines dropped: the log queue was full.",
         sl_log_dropped());
     if (a->sync) {

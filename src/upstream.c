@@ -126,6 +126,50 @@ int upstream_build_head(struct sl_conn *c, const struct sl_http_head *h)
 
 /* ---- PROXY protocol ---- */
 
+#define PP2_TLV_MAX 600
+#define PP2_TYPE_ALPN 0x01
+#define PP2_TYPE_AUTHORITY 0x02
+#define PP2_TYPE_SSL 0x20
+#define PP2_SUBTYPE_SSL_VERSION 0x21
+#define PP2_SUBTYPE_SSL_CIPHER 0x23
+#define PP2_CLIENT_SSL 0x01
+
+static size_t pp2_tlv(uint8_t *p, uint8_t type, const char *v, size_t n)
+{
+    p[0] = type;
+    p[1] = (uint8_t)(n >> 8);
+    p[2] = (uint8_t)n;
+    memcpy(p + 3, v, n);
+    return 3 + n;
+}
+
+/* The PROXY v2 TLVs of a TLS client (as HAProxy's send-proxy-v2-ssl): ALPN, the SNI as
+ * authority, and PP2_TYPE_SSL with the version and cipher. No client certificate is asked
+ * for, so "verify" is non-zero (not verified). */
+static size_t pp2_ssl_tlvs(const struct sl_conn *c, uint8_t *out)
+{
+    const char *sni = sl_tls_sni(c->ssl), *ver = sl_tls_version(c->ssl);
+    const char *cipher = sl_tls_cipher(c->ssl);
+    size_t n = 0, vl = ver ? strnlen(ver, 64) : 0, cl = cipher ? strnlen(cipher, 128) : 0;
+    size_t sub;
+
+    n += pp2_tlv(out + n, PP2_TYPE_ALPN, "http/1.1", 8);
+    if (sni)
+        n += pp2_tlv(out + n, PP2_TYPE_AUTHORITY, sni, strnlen(sni, 255));
+    sub = 5 + (vl ? 3 + vl : 0) + (cl ? 3 + cl : 0);
+    out[n] = PP2_TYPE_SSL;
+    out[n + 1] = (uint8_t)(sub >> 8);
+    out[n + 2] = (uint8_t)sub;
+    out[n + 3] = PP2_CLIENT_SSL;
+    memcpy(out + n + 4, "\0\0\0\1", 4); /* verify, big-endian: 1 = no certificate */
+    n += 8;
+    if (vl)
+        n += pp2_tlv(out + n, PP2_SUBTYPE_SSL_VERSION, ver, vl);
+    if (cl)
+        n += pp2_tlv(out + n, PP2_SUBTYPE_SSL_CIPHER, cipher, cl);
+    return n;
+}
+
 static void proxy_header(struct sl_conn *c, struct evbuffer *out)
 {
     enum sl_proxy_protocol v = c->pick.target->proxy_protocol;
@@ -151,13 +195,15 @@ static void proxy_header(struct sl_conn *c, struct evbuffer *out)
                             src.family == AF_INET ? "TCP4" : "TCP6", sl_addr_format(&src, a),
                             sl_addr_format(&dst, b), c->peer_port, dport);
     } else {
-        /* v2 (and v2ssl: its SSL TLV describes a TLS client connection, and this one is
-         * plain, so there is none to send). */
         static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
                                         0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
         uint8_t hdr[16 + 36];
-        size_t alen;
+        uint8_t tlv[PP2_TLV_MAX];
+        size_t alen, tlen = 0;
 
+        /* v2ssl on a TLS client: TLVs saying so (v2ssl on a plain client sends plain v2) */
+        if (v == SL_PROXY_V2SSL && c->ssl)
+            tlen = pp2_ssl_tlvs(c, tlv);
         memcpy(hdr, sig, 12);
         hdr[12] = 0x21; /* version 2, PROXY */
         if (src.family == AF_INET && dst.family == AF_INET) {
@@ -172,17 +218,18 @@ static void proxy_header(struct sl_conn *c, struct evbuffer *out)
             memcpy(hdr + 32, dst.bytes, 16);
         } else {
             hdr[13] = 0x00; /* UNSPEC */
-            hdr[14] = hdr[15] = 0;
-            evbuffer_add(out, hdr, 16);
-            return;
+            alen = 0;
         }
-        hdr[16 + alen - 4] = (uint8_t)(c->peer_port >> 8);
-        hdr[16 + alen - 3] = (uint8_t)c->peer_port;
-        hdr[16 + alen - 2] = (uint8_t)(dport >> 8);
-        hdr[16 + alen - 1] = (uint8_t)dport;
-        hdr[14] = 0;
-        hdr[15] = (uint8_t)alen;
+        if (alen) {
+            hdr[16 + alen - 4] = (uint8_t)(c->peer_port >> 8);
+            hdr[16 + alen - 3] = (uint8_t)c->peer_port;
+            hdr[16 + alen - 2] = (uint8_t)(dport >> 8);
+            hdr[16 + alen - 1] = (uint8_t)dport;
+        }
+        hdr[14] = (uint8_t)((alen + tlen) >> 8);
+        hdr[15] = (uint8_t)(alen + tlen);
         evbuffer_add(out, hdr, 16 + alen);
+        evbuffer_add(out, tlv, tlen);
     }
 }
 

@@ -9,7 +9,11 @@
  * shared read-only pseudo-random pattern starting at an offset derived from the sequence number
  * and the connection's index (pat_off). So the sender masks straight from the pattern and the
  * receiver checks each chunk with one memcmp against it: no per-connection copy of what was
- * sent. Echoes must come back in order, binary, whole and exact. */
+ * sent. Echoes must come back in order, binary, whole and exact.
+ *
+ * wss:// runs the same over TLS (OpenSSL): one SSL_CTX per run, an SSL per connection, the
+ * handshake driven by the socket's events between connect and the HTTP upgrade. A plain ws://
+ * connection pays one test of c->ssl on its read and write paths, nothing more. */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -28,6 +32,8 @@
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "sluice/common.h"
 #include "sluice/metrics.h" /* sl_counter: single-writer counters the progress display reads */
@@ -52,6 +58,7 @@
 #define CLI_PAT_STRIDE 977
 #define CLI_SEQ_LEN 8
 #define CLI_PING_LEN 32 /* idle: sequence number + pattern, like a data message */
+#define CLI_SESS_MAX 32 /* wss://: sessions a thread keeps for resumption */
 
 enum cli_mode {
     CM_BULK = 0,
@@ -63,6 +70,7 @@ enum cli_mode {
 enum cli_state {
     CST_DEAD = 0, /* no socket */
     CST_CONNECTING,
+    CST_TLS,       /* wss://: connected, TLS handshake under way */
     CST_HANDSHAKE, /* request sent, waiting for the 101 */
     CST_OPEN,
     CST_CLOSING, /* our close frame sent (upgrades), waiting for the server's */
@@ -87,6 +95,10 @@ struct cli_opts {
     bool json, progress;
     struct sockaddr_in *src;
     unsigned n_src;
+    bool tls, insecure, no_resume; /* wss:// and its options */
+    bool sni;                      /* send tls_name as SNI: not an IP literal (RFC 6066 3) */
+    const char *cafile, *sni_opt;
+    char tls_name[300]; /* the name the certificate must have: --sni, else the URL's host */
 };
 
 struct cworker;
@@ -98,6 +110,7 @@ struct cconn {
     int fd;
     enum cli_state st;
     struct event *rev, *wev;
+    SSL *ssl; /* wss:// only */
     uint8_t *rbuf, *sbuf;
     size_t rlen, rpos, slen, soff, clen, head_scan;
     uint8_t ctl[CLI_CTL]; /* control frames waiting for a frame boundary in sbuf */
@@ -111,6 +124,7 @@ struct cconn {
     uint8_t seq_in[CLI_SEQ_LEN]; /* its sequence bytes so far */
     unsigned inflight;
     bool in_payload, in_msg, frame_fin, ping_sent, pong_ok;
+    bool rd_want_write, wr_want_read; /* TLS: SSL_read waits for POLLOUT, SSL_write for POLLIN */
 };
 
 struct client;
@@ -133,6 +147,9 @@ struct cworker {
     uint64_t open_done_ns, run_ns, max_ns;
     uint64_t *hist;
     char first_err[200];
+    SSL_SESSION *sess[CLI_SESS_MAX]; /* wss://: the latest sessions, newest last */
+    unsigned n_sess;
+    sl_counter tls_handshakes, tls_resumed;
 };
 
 struct client {
@@ -148,6 +165,9 @@ struct client {
     pthread_mutex_t done_mx;       /* the progress display waits on done_cv for the workers */
     pthread_cond_t done_cv;
     unsigned done;
+    SSL_CTX *ssl_ctx;         /* wss:// */
+    atomic_bool tls_info_set; /* the first handshake fills tls_version and tls_cipher */
+    char tls_version[32], tls_cipher[80];
 };
 
 static void cli_start(struct cconn *c);
@@ -246,14 +266,22 @@ static void ping_payload(const struct cconn *c, uint64_t seq, uint8_t out[CLI_PI
     memcpy(out + CLI_SEQ_LEN, c->w->cl->pattern + pat_off(c, seq), CLI_PING_LEN - CLI_SEQ_LEN);
 }
 
-/* Closes the socket; the struct stays, ready for cli_start. */
-static void cli_close(struct cconn *c)
+/* Closes the socket; the struct stays, ready for cli_start. <clean>: the connection ended
+ * normally, so TLS says close_notify first (and OpenSSL keeps the session resumable: it marks
+ * one freed without it as bad). */
+static void cli_close(struct cconn *c, bool clean)
 {
     if (c->rev)
         event_free(c->rev);
     if (c->wev)
         event_free(c->wev);
     c->rev = c->wev = NULL;
+    if (c->ssl) {
+        if (clean && SSL_is_init_finished(c->ssl) && SSL_shutdown(c->ssl) < 0)
+            ERR_clear_error();
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->fd != -1)
         close(c->fd);
     c->fd = -1;
@@ -278,8 +306,8 @@ static void cli_end(struct cconn *c, const char *err)
     struct cworker *w = c->w;
     enum cli_state st = c->st;
 
-    cli_close(c);
-    if (st == CST_CONNECTING || st == CST_HANDSHAKE) {
+    cli_close(c, err == NULL);
+    if (st == CST_CONNECTING || st == CST_TLS || st == CST_HANDSHAKE) {
         if (w->ph == PH_OPEN) {
             cli_error(w, "connection %u: %s", c->idx, err);
             sl_stat_add(&w->open_failed, 1);
@@ -320,6 +348,65 @@ static void cli_fail_errno(struct cconn *c, const char *what)
 
     snprintf(msg, sizeof(msg), "%s: %s", what, strerror(errno));
     cli_end(c, msg);
+}
+
+/* OpenSSL's reason for the error <code>, in words; a system error's is its errno's. */
+static const char *tls_reason(unsigned long code)
+{
+    const char *rs;
+
+    if (ERR_SYSTEM_ERROR(code))
+        return strerror(ERR_GET_REASON(code));
+    rs = ERR_reason_error_string(code);
+    return rs ? rs : "unknown error";
+}
+
+/* Ends <c> after an SSL call failed with SSL_get_error's <e> (<err>: errno right after the
+ * call), naming the cause after <what>: the certificate check, OpenSSL's reason or the socket's
+ * error. Clears the thread's error queue, which SSL_get_error reads: one connection's error
+ * must not show up as another's. */
+static void cli_tls_fail(struct cconn *c, const char *what, int e, int err)
+{
+    const struct cli_opts *o = &c->w->cl->o;
+    long vr = SSL_get_verify_result(c->ssl);
+    unsigned long code = ERR_peek_error(); /* the first: the cause, the rest its effects */
+    char msg[512];
+
+    if (!o->insecure && vr != X509_V_OK) {
+        bool name = vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH;
+
+        snprintf(msg, sizeof(msg), "%s: certificate verify failed (%s); %s%s", what,
+                 X509_verify_cert_error_string(vr),
+                 name ? "the certificate is not for " : "use --insecure or --cafile",
+                 name ? o->tls_name : "");
+    } else if (e == SSL_ERROR_SYSCALL) {
+        snprintf(msg, sizeof(msg), "%s: %s", what, err ? strerror(err) : "connection closed");
+    } else if (code) {
+        snprintf(msg, sizeof(msg), "%s: %s%s", what, tls_reason(code),
+                 ERR_GET_REASON(code) == SSL_R_WRONG_VERSION_NUMBER ? " (not a TLS server?)" : "");
+    } else {
+        snprintf(msg, sizeof(msg), "%s: SSL error %d", what, e);
+    }
+    ERR_clear_error();
+    cli_end(c, msg);
+}
+
+/* SSL_write did not take the bytes: waits for what it wants. Returns 0, or -1 if <c> ended. */
+static int cli_tls_write_wait(struct cconn *c)
+{
+    int err = errno, e = SSL_get_error(c->ssl, 0);
+
+    if (e == SSL_ERROR_WANT_WRITE) {
+        event_add(c->wev, NULL);
+        return 0;
+    }
+    if (e == SSL_ERROR_WANT_READ) {
+        c->wr_want_read = true; /* the read event retries (cli_tls_read) */
+        event_del(c->wev);
+        return 0;
+    }
+    cli_tls_fail(c, "TLS write", e, err);
+    return -1;
 }
 
 /* Appends a masked control frame to c->ctl. */
@@ -385,9 +472,20 @@ static int cli_send(struct cconn *c)
                     cli_append_msg(c);
             }
             if (c->slen == 0) {
-                event_del(c->wev);
+                if (!c->rd_want_write)
+                    event_del(c->wev);
                 return 0;
             }
+        }
+        if (c->ssl) {
+            size_t done;
+
+            /* After a WANT_*, this retries with the same bytes, as SSL_write requires: soff
+             * and slen move only when it took some. */
+            if (SSL_write_ex(c->ssl, c->sbuf + c->soff, c->slen - c->soff, &done) != 1)
+                return cli_tls_write_wait(c);
+            c->soff += done;
+            continue;
         }
         n = write(c->fd, c->sbuf + c->soff, c->slen - c->soff);
         if (n == -1) {
@@ -703,19 +801,90 @@ static long cli_handshake(struct cconn *c)
     return (long)n;
 }
 
+/* Takes the <n> bytes just read into rbuf: the 101, then frames. Returns -1 if <c> ended. */
+static int cli_on_bytes(struct cconn *c, size_t n)
+{
+    long hl;
+
+    c->rlen += n;
+    if (c->st == CST_HANDSHAKE) {
+        hl = cli_handshake(c);
+        if (hl <= 0)
+            return (int)hl;
+        c->rpos = (size_t)hl;
+        cli_opened(c);
+        if (c->st == CST_DEAD)
+            return -1;
+    }
+    return cli_frames(c);
+}
+
+static void cli_tls_handshake(struct cconn *c);
+
+/* wss://: reads what TLS has for <c>, then writes once, as cli_on_read does. */
+static void cli_tls_read(struct cconn *c)
+{
+    for (;;) {
+        size_t n;
+        int r = SSL_read_ex(c->ssl, c->rbuf + c->rlen, c->w->cl->rcap - c->rlen, &n);
+        int err = errno, e;
+
+        if (r != 1) {
+            e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ)
+                break;
+            if (e == SSL_ERROR_WANT_WRITE) {
+                c->rd_want_write = true; /* the write event retries */
+                event_add(c->wev, NULL);
+                break;
+            }
+            if (e == SSL_ERROR_ZERO_RETURN) {
+                ERR_clear_error();
+                cli_end(c, c->st == CST_HANDSHAKE ? "closed before the 101 (TLS close_notify)"
+                                                  : "closed by the server (TLS close_notify)");
+                return;
+            }
+            cli_tls_fail(c, "TLS read", e, err);
+            return;
+        }
+        if (cli_on_bytes(c, n) < 0)
+            return;
+        /* SSL may hold decrypted bytes, or whole records, that no fd event will announce:
+         * read on while it holds any. What is still in the socket makes the read event
+         * (level-triggered) fire again, so no read is spent on an EAGAIN. */
+        if (!SSL_has_pending(c->ssl))
+            break;
+    }
+    if (c->wr_want_read) {
+        c->wr_want_read = false;
+        if (cli_send(c) < 0)
+            return;
+    }
+    if (c->st == CST_OPEN && c->soff == c->slen)
+        cli_send(c);
+}
+
 static void cli_on_read(evutil_socket_t fd, short what, void *arg)
 {
     struct cconn *c = arg;
     ssize_t n;
-    long hl;
 
     if (what & EV_TIMEOUT) {
         if (c->st == CST_CLOSING)
             cli_end(c, "no close frame from the server");
         else if (c->st == CST_OPEN)
             cli_end(c, "no echo within the echo timeout (missing echo)");
+        else if (c->st == CST_TLS)
+            cli_end(c, "TLS handshake not done within the handshake timeout (a TLS server?)");
         else
             cli_end(c, "no 101 within the handshake timeout");
+        return;
+    }
+    if (c->ssl) {
+        if (c->st == CST_TLS)
+            cli_tls_handshake(c);
+        else
+            cli_tls_read(c);
         return;
     }
     n = read(fd, c->rbuf + c->rlen, c->w->cl->rcap - c->rlen);
@@ -728,19 +897,9 @@ static void cli_on_read(evutil_socket_t fd, short what, void *arg)
         cli_end(c, c->st == CST_HANDSHAKE ? "closed before the 101" : "closed by the server");
         return;
     }
-    c->rlen += (size_t)n;
-    if (c->st == CST_HANDSHAKE) {
-        hl = cli_handshake(c);
-        if (hl <= 0)
-            return;
-        c->rpos = (size_t)hl;
-        cli_opened(c);
-        if (c->st == CST_DEAD)
-            return;
-    }
     /* One write for every echo this read brought back: a write per echo made the client,
      * not what it measures, the bottleneck (and every message its own TCP segment). */
-    if (cli_frames(c) == 0 && c->st == CST_OPEN && c->soff == c->slen)
+    if (cli_on_bytes(c, (size_t)n) == 0 && c->st == CST_OPEN && c->soff == c->slen)
         cli_send(c);
 }
 
@@ -759,8 +918,17 @@ static void cli_send_request(struct cconn *c)
                  "User-Agent: sluice-bench\r\n\r\n",
                  o->path, o->host, key, o->protocol ? "Sec-WebSocket-Protocol: " : "",
                  o->protocol ? o->protocol : "", o->protocol ? "\r\n" : "");
-    /* A fresh socket's send buffer takes a 2 KiB request whole. */
-    if (write(c->fd, req, (size_t)n) != n) {
+    /* A fresh socket's send buffer takes a 2 KiB request whole (over TLS: one record). */
+    if (c->ssl) {
+        size_t done;
+
+        if (SSL_write_ex(c->ssl, req, (size_t)n, &done) != 1) {
+            int err = errno;
+
+            cli_tls_fail(c, "sending the handshake", SSL_get_error(c->ssl, 0), err);
+            return;
+        }
+    } else if (write(c->fd, req, (size_t)n) != n) {
         cli_fail_errno(c, "sending the handshake");
         return;
     }
@@ -771,6 +939,81 @@ static void cli_send_request(struct cconn *c)
 
         event_add(c->rev, &tv);
     }
+}
+
+/* One step of the TLS handshake, when the socket is ready for what the last one wanted; then
+ * the upgrade request. */
+static void cli_tls_handshake(struct cconn *c)
+{
+    struct cworker *w = c->w;
+    struct client *cl = w->cl;
+    int r = SSL_connect(c->ssl), err = errno, e;
+
+    if (r == 1) {
+        sl_stat_add(&w->tls_handshakes, 1);
+        if (SSL_session_reused(c->ssl))
+            sl_stat_add(&w->tls_resumed, 1);
+        if (!atomic_exchange(&cl->tls_info_set, true)) {
+            snprintf(cl->tls_version, sizeof(cl->tls_version), "%s", SSL_get_version(c->ssl));
+            snprintf(cl->tls_cipher, sizeof(cl->tls_cipher), "%s", SSL_get_cipher_name(c->ssl));
+        }
+        cli_send_request(c);
+        return;
+    }
+    e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        event_del(c->wev); /* the read event is on, with the handshake timeout */
+    else if (e == SSL_ERROR_WANT_WRITE)
+        event_add(c->wev, NULL);
+    else
+        cli_tls_fail(c, "TLS handshake", e, err);
+}
+
+/* Offers the thread's newest resumable session on <ssl>. A TLS 1.3 one is a ticket, used once
+ * (RFC 8446 C.4; OpenSSL marks it not resumable once resumed), so it leaves the pool and the
+ * tickets the server sends after the handshake refill it; a TLS 1.2 one stays for the next.
+ * Returns 0 if SSL_set_session failed. */
+static int cli_tls_resume(struct cworker *w, SSL *ssl)
+{
+    while (w->n_sess) {
+        SSL_SESSION *s = w->sess[w->n_sess - 1];
+        int ok;
+
+        if (!SSL_SESSION_is_resumable(s)) {
+            SSL_SESSION_free(s);
+            w->n_sess--;
+            continue;
+        }
+        ok = SSL_set_session(ssl, s);
+        if (SSL_SESSION_get_protocol_version(s) == TLS1_3_VERSION) {
+            SSL_SESSION_free(s);
+            w->n_sess--;
+        }
+        return ok;
+    }
+    return 1;
+}
+
+/* wss://: TCP is up; the TLS handshake starts, resuming a session of the thread's if any. */
+static void cli_tls_start(struct cconn *c)
+{
+    struct cworker *w = c->w;
+    const struct cli_opts *o = &w->cl->o;
+    struct timeval tv = {CLI_HANDSHAKE_MS / 1000, 0};
+
+    c->st = CST_TLS;
+    c->ssl = SSL_new(w->cl->ssl_ctx);
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd) ||
+        (o->sni && !SSL_set_tlsext_host_name(c->ssl, o->tls_name)) ||
+        (!o->insecure && !SSL_set1_host(c->ssl, o->tls_name)) || !cli_tls_resume(w, c->ssl)) {
+        ERR_clear_error();
+        cli_end(c, "TLS: cannot set up the connection");
+        return;
+    }
+    SSL_set_app_data(c->ssl, c);
+    event_del(c->wev);
+    event_add(c->rev, &tv);
+    cli_tls_handshake(c);
 }
 
 static void cli_on_write(evutil_socket_t fd, short what, void *arg)
@@ -789,8 +1032,22 @@ static void cli_on_write(evutil_socket_t fd, short what, void *arg)
             cli_fail_errno(c, "connect");
             return;
         }
-        cli_send_request(c);
+        if (c->w->cl->ssl_ctx)
+            cli_tls_start(c);
+        else
+            cli_send_request(c);
         return;
+    }
+    if (c->ssl) {
+        if (c->st == CST_TLS) {
+            cli_tls_handshake(c);
+            return;
+        }
+        if (c->rd_want_write) {
+            c->rd_want_write = false;
+            cli_tls_read(c); /* which writes too */
+            return;
+        }
     }
     cli_send(c);
 }
@@ -1006,13 +1263,21 @@ static void *cli_thread(void *arg)
 
 static int parse_url(const char *url, struct cli_opts *o)
 {
-    const char *h = url + 5, *slash, *colon, *hend;
+    const char *h, *slash, *colon, *hend;
     char host[300], port[8] = "80";
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+    struct in6_addr ip;
     size_t hl;
 
-    if (strncmp(url, "ws://", 5) != 0)
+    if (strncmp(url, "ws://", 5) == 0) {
+        h = url + 5;
+    } else if (strncmp(url, "wss://", 6) == 0) {
+        h = url + 6;
+        o->tls = true;
+        snprintf(port, sizeof(port), "443");
+    } else {
         return -1;
+    }
     slash = strchr(h, '/');
     hl = slash ? (size_t)(slash - h) : strlen(h);
     if (hl == 0 || hl >= sizeof(o->host) || strlen(slash ? slash : "/") >= sizeof(o->path))
@@ -1042,6 +1307,9 @@ static int parse_url(const char *url, struct cli_opts *o)
     memcpy(&o->dst, ai->ai_addr, ai->ai_addrlen);
     o->dst_len = ai->ai_addrlen;
     freeaddrinfo(ai);
+    snprintf(o->tls_name, sizeof(o->tls_name), "%s", o->sni_opt ? o->sni_opt : host);
+    o->sni =
+        inet_pton(AF_INET, o->tls_name, &ip) != 1 && inet_pton(AF_INET6, o->tls_name, &ip) != 1;
     return 0;
 }
 
@@ -1082,6 +1350,8 @@ static int parse_sources(const char *s, struct cli_opts *o)
     return o->n_src ? 0 : -1;
 }
 
+#define TLS_OPTS " insecure cafile sni no-resume "
+
 static int parse_client_args(int argc, char **argv, struct cli_opts *o)
 {
     static const struct {
@@ -1089,11 +1359,12 @@ static int parse_client_args(int argc, char **argv, struct cli_opts *o)
         enum cli_mode mode;
         const char *opts; /* the options the mode takes, space-separated */
     } modes[] = {
-        {"bulk", CM_BULK, " url size seconds conns threads window verify json "},
-        {"rr", CM_RR, " url size seconds conns threads verify json "},
+        {"bulk", CM_BULK, " url size seconds conns threads window verify json" TLS_OPTS},
+        {"rr", CM_RR, " url size seconds conns threads verify json" TLS_OPTS},
         {"upgrades", CM_UPGRADES,
-         " url size seconds conns concurrency threads src source-ips protocol json "},
-        {"idle", CM_IDLE, " url conns hold concurrency threads src source-ips protocol json "},
+         " url size seconds conns concurrency threads src source-ips protocol json" TLS_OPTS},
+        {"idle", CM_IDLE,
+         " url conns hold concurrency threads src source-ips protocol json" TLS_OPTS},
     };
     const char *opts = NULL, *url = NULL;
     bool window_set = false;
@@ -1119,6 +1390,8 @@ static int parse_client_args(int argc, char **argv, struct cli_opts *o)
         char key[40];
         int bad = 0;
 
+        if (!strcmp(opt, "-k"))
+            opt = "--insecure";
         if (strncmp(opt, "--", 2) != 0 || strlen(opt) > 30)
             return bench_usage("unexpected argument");
         snprintf(key, sizeof(key), " %s ", opt + 2);
@@ -1130,6 +1403,14 @@ static int parse_client_args(int argc, char **argv, struct cli_opts *o)
             continue; /* verification is always on; the flag stays for old scripts */
         if (!strcmp(opt, "--json")) {
             o->json = true;
+            continue;
+        }
+        if (!strcmp(opt, "--insecure")) {
+            o->insecure = true;
+            continue;
+        }
+        if (!strcmp(opt, "--no-resume")) {
+            o->no_resume = true;
             continue;
         }
         if (!v) {
@@ -1159,19 +1440,28 @@ static int parse_client_args(int argc, char **argv, struct cli_opts *o)
             bad = parse_sources(v, o);
         else if (!strcmp(opt, "--protocol"))
             bad = strpbrk(v, "\r\n") ? -1 : (o->protocol = v, 0);
+        else if (!strcmp(opt, "--cafile"))
+            o->cafile = v;
+        else if (!strcmp(opt, "--sni")) /* a host name: at most 253 bytes (RFC 1035) */
+            bad = !*v || strlen(v) > 253 || strpbrk(v, "\r\n") ? -1 : (o->sni_opt = v, 0);
         if (bad) {
             snprintf(msg, sizeof(msg), "bad value for %s: %s", opt, v);
             return bench_usage(msg);
         }
     }
     if (!url)
-        return bench_usage("--url ws://HOST:PORT/PATH is required");
+        return bench_usage("--url ws[s]://HOST[:PORT][/PATH] is required");
     if (o->mode == CM_BULK && o->size == 0)
         return bench_usage("bulk needs --size of at least 1 byte");
     if (parse_url(url, o) < 0) {
-        snprintf(msg, sizeof(msg), "bad or unresolvable --url %s (ws://HOST[:PORT][/PATH])", url);
+        snprintf(msg, sizeof(msg), "bad or unresolvable --url %s (ws[s]://HOST[:PORT][/PATH])",
+                 url);
         return bench_usage(msg);
     }
+    if (!o->tls && (o->insecure || o->cafile || o->sni_opt || o->no_resume))
+        return bench_usage("--insecure, --cafile, --sni and --no-resume need a wss:// URL");
+    if (o->insecure && o->cafile)
+        return bench_usage("--insecure skips the verification --cafile is for: pick one");
     if (o->mode == CM_RR) {
         o->window = 1;
     } else if (!window_set) {
@@ -1188,9 +1478,72 @@ static int parse_client_args(int argc, char **argv, struct cli_opts *o)
     return 0;
 }
 
+/* A connection's new session: OpenSSL hands it over at the end of a full TLS 1.2 handshake,
+ * and with each ticket after a TLS 1.3 one. Its thread keeps the latest CLI_SESS_MAX for its
+ * next handshakes (cli_tls_resume). */
+static int cli_tls_on_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct cworker *w = ((struct cconn *)SSL_get_app_data(ssl))->w;
+
+    if (w->n_sess == CLI_SESS_MAX) {
+        SSL_SESSION_free(w->sess[0]);
+        memmove(w->sess, w->sess + 1, (CLI_SESS_MAX - 1) * sizeof(w->sess[0]));
+        w->n_sess--;
+    }
+    w->sess[w->n_sess++] = sess;
+    return 1; /* the reference is ours now */
+}
+
+/* The run's SSL_CTX (wss://), shared by the threads: TLS 1.2 and up, ALPN http/1.1, the
+ * certificate checked against the system CAs (or --cafile) unless --insecure, and each
+ * thread's latest sessions kept for resumption unless --no-resume. NULL after printing why. */
+static SSL_CTX *cli_tls_ctx(const struct cli_opts *o)
+{
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    const char *what = "cannot set up TLS", *arg = "";
+    char msg[400];
+
+    if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) /* 0 is success here */
+        goto fail;
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (o->mode == CM_IDLE) /* thousands of quiet connections: no 34 KiB of buffers each */
+        SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (o->cafile) {
+        what = "cannot load --cafile ";
+        arg = o->cafile;
+        if (!SSL_CTX_load_verify_locations(ctx, o->cafile, NULL))
+            goto fail;
+    } else if (!o->insecure && !SSL_CTX_set_default_verify_paths(ctx)) {
+        what = "cannot load the system's CA certificates";
+        goto fail;
+    }
+    SSL_CTX_set_verify(ctx, o->insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    if (o->no_resume) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    } else {
+        /* No internal store: it would be one locked cache for all threads, and the callback
+         * keeps what we need. */
+        SSL_CTX_set_session_cache_mode(ctx,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, cli_tls_on_session);
+    }
+    ERR_clear_error(); /* anything the CA loading left: nothing failed */
+    return ctx;
+fail:
+    snprintf(msg, sizeof(msg), "%s%s: %s", what, arg,
+             ERR_peek_error() ? tls_reason(ERR_peek_error()) : "failed");
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    bench_usage(msg);
+    return NULL;
+}
+
 /* Sums of the workers' counters; <hist> too when not NULL (after the workers are done). */
 struct cli_sums {
     uint64_t bytes, msgs, ups, failed, errors, opened, open_failed, pongs, run_ns, open_ns, max_ns;
+    uint64_t tls_handshakes, tls_resumed;
     const char *first_err;
 };
 
@@ -1208,6 +1561,8 @@ static void cli_sum(struct client *cl, struct cli_sums *s, uint64_t *hist)
         s->opened += sl_stat_get(&w->opened);
         s->open_failed += sl_stat_get(&w->open_failed);
         s->pongs += sl_stat_get(&w->pongs);
+        s->tls_handshakes += sl_stat_get(&w->tls_handshakes);
+        s->tls_resumed += sl_stat_get(&w->tls_resumed);
         if (!hist)
             continue;
         if (w->run_ns > s->run_ns)
@@ -1239,6 +1594,28 @@ static void cli_pcts(const uint64_t *hist, uint64_t n, uint64_t max, struct cli_
     p->max = (double)max / 1e3;
 }
 
+/* Ends the result line: the TLS fields (--json: "tls" always), then "}" with --json. */
+static void print_tls(const struct client *cl, const struct cli_sums *s)
+{
+    const struct cli_opts *o = &cl->o;
+    const char *v = cl->tls_version, *ci = cl->tls_cipher; /* empty: no handshake completed */
+    unsigned long long hs = (unsigned long long)s->tls_handshakes;
+    unsigned long long res = (unsigned long long)s->tls_resumed;
+
+    if (o->json && !o->tls)
+        printf(",\"tls\":false}\n");
+    else if (o->json)
+        printf(",\"tls\":true,\"tls_version\":%s%s%s,\"tls_cipher\":%s%s%s,"
+               "\"tls_handshakes\":%llu,\"tls_resumed\":%llu}\n",
+               *v ? "\"" : "", *v ? v : "null", *v ? "\"" : "", *ci ? "\"" : "", *ci ? ci : "null",
+               *ci ? "\"" : "", hs, res);
+    else if (o->tls)
+        printf(" tls_version=%s tls_cipher=%s tls_handshakes=%llu tls_resumed=%llu\n",
+               *v ? v : "none", *ci ? ci : "none", hs, res);
+    else
+        putchar('\n');
+}
+
 static void print_result(struct client *cl, int *rc)
 {
     const struct cli_opts *o = &cl->o;
@@ -1264,13 +1641,13 @@ static void print_result(struct client *cl, int *rc)
             printf("{\"mode\":\"bulk\",\"conns\":%u,\"size\":%llu,\"seconds\":%.3f,"
                    "\"bytes\":%llu,\"mib_per_s\":%.1f,\"mb_per_s\":%.1f,\"messages\":%llu,"
                    "\"msgs_per_s\":%.1f,\"window\":%u,\"threads\":%u,\"verify\":true,"
-                   "\"errors\":%llu}\n",
+                   "\"errors\":%llu",
                    o->conns, (unsigned long long)o->size, secs, (unsigned long long)s.bytes, mibs,
                    mbs, (unsigned long long)s.msgs, mps, o->window, o->threads,
                    (unsigned long long)s.errors);
         else
             printf("bulk: conns=%u size=%llu seconds=%.2f bytes=%llu MiB/s=%.1f MB/s=%.1f "
-                   "msgs/s=%.1f\n",
+                   "msgs/s=%.1f",
                    o->conns, (unsigned long long)o->size, secs, (unsigned long long)s.bytes, mibs,
                    mbs, mps);
         if (s.errors || s.bytes == 0)
@@ -1283,13 +1660,13 @@ static void print_result(struct client *cl, int *rc)
             printf("{\"mode\":\"rr\",\"conns\":%u,\"size\":%llu,\"seconds\":%.3f,"
                    "\"messages\":%llu,\"msgs_per_s\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
                    "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"threads\":%u,"
-                   "\"verify\":true,\"errors\":%llu}\n",
+                   "\"verify\":true,\"errors\":%llu",
                    o->conns, (unsigned long long)o->size, secs, (unsigned long long)s.msgs,
                    (double)s.msgs / secs, p.p50, p.p90, p.p99, p.p999, p.max, o->threads,
                    (unsigned long long)s.errors);
         else
             printf("rr: conns=%u size=%llu seconds=%.2f msgs=%llu msgs/s=%.0f p50_us=%.1f "
-                   "p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f\n",
+                   "p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f",
                    o->conns, (unsigned long long)o->size, secs, (unsigned long long)s.msgs,
                    (double)s.msgs / secs, p.p50, p.p90, p.p99, p.p999, p.max);
         if (s.errors || s.msgs == 0)
@@ -1301,14 +1678,14 @@ static void print_result(struct client *cl, int *rc)
             printf("{\"mode\":\"upgrades\",\"conns\":%u,\"concurrency\":%u,\"size\":%llu,"
                    "\"seconds\":%.3f,\"upgrades\":%llu,\"upgrades_per_s\":%.1f,\"failed\":%llu,"
                    "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-                   "\"max_us\":%.1f,\"threads\":%u,\"verify\":true,\"errors\":%llu}\n",
+                   "\"max_us\":%.1f,\"threads\":%u,\"verify\":true,\"errors\":%llu",
                    o->concurrency, o->concurrency, (unsigned long long)o->size, secs,
                    (unsigned long long)s.ups, (double)s.ups / secs, (unsigned long long)s.failed,
                    p.p50, p.p90, p.p99, p.p999, p.max, o->threads, (unsigned long long)s.errors);
         else
             printf("upgrades: conns=%u concurrency=%u size=%llu seconds=%.2f upgrades=%llu "
                    "upgrades/s=%.0f failed=%llu p50_us=%.1f p90_us=%.1f p99_us=%.1f "
-                   "p999_us=%.1f max_us=%.1f\n",
+                   "p999_us=%.1f max_us=%.1f",
                    o->concurrency, o->concurrency, (unsigned long long)o->size, secs,
                    (unsigned long long)s.ups, (double)s.ups / secs, (unsigned long long)s.failed,
                    p.p50, p.p90, p.p99, p.p999, p.max);
@@ -1319,19 +1696,20 @@ static void print_result(struct client *cl, int *rc)
         if (o->json)
             printf("{\"mode\":\"idle\",\"conns\":%u,\"opened\":%llu,\"ok\":%llu,\"failed\":%llu,"
                    "\"open_seconds\":%.3f,\"hold_seconds\":%.3f,\"threads\":%u,\"verify\":true,"
-                   "\"errors\":%llu}\n",
+                   "\"errors\":%llu",
                    o->conns, (unsigned long long)s.opened, (unsigned long long)s.pongs,
                    (unsigned long long)(o->conns - s.pongs), open_s, o->hold, o->threads,
                    (unsigned long long)s.errors);
         else
             printf("idle: opened=%llu ok=%llu failed=%llu conns=%u open_seconds=%.2f "
-                   "hold_seconds=%.1f\n",
+                   "hold_seconds=%.1f",
                    (unsigned long long)s.opened, (unsigned long long)s.pongs,
                    (unsigned long long)(o->conns - s.pongs), o->conns, open_s, o->hold);
         if (s.pongs != o->conns || s.errors)
             *rc = 1;
         break;
     }
+    print_tls(cl, &s);
     fflush(stdout);
     if (s.open_failed && o->mode != CM_IDLE)
         fprintf(stderr, "sluice-bench %s: %llu of %u handshakes failed\n", o->name,
@@ -1431,6 +1809,13 @@ int bench_client_main(int argc, char **argv)
     rc = parse_client_args(argc, argv, o);
     if (rc)
         return rc;
+    if (o->tls) {
+        cl.ssl_ctx = cli_tls_ctx(o);
+        if (!cl.ssl_ctx) {
+            free(o->src);
+            return 2;
+        }
+    }
     nofile = bench_raise_nofile();
     if (o->conns + 16 > nofile)
         fprintf(stderr, "sluice-bench %s: warning: %u connections but a limit of %lu fds\n",
@@ -1526,14 +1911,17 @@ int bench_client_main(int argc, char **argv)
         struct cworker *w = &cl.w[i];
 
         for (unsigned j = 0; j < w->n; j++) {
-            cli_close(&w->c[j]);
+            cli_close(&w->c[j], true);
             free(w->c[j].rbuf);
             free(w->c[j].sbuf);
         }
         free(w->c);
         free(w->hist);
+        for (unsigned j = 0; j < w->n_sess; j++)
+            SSL_SESSION_free(w->sess[j]);
         event_base_free(w->base);
     }
+    SSL_CTX_free(cl.ssl_ctx);
     pthread_barrier_destroy(&cl.barrier);
     pthread_cond_destroy(&cl.done_cv);
     pthread_mutex_destroy(&cl.done_mx);

@@ -169,7 +169,8 @@ class Templates(unittest.TestCase):
         vals = {"LISTEN_PORT": 1, "TARGET_PORT": 2, "THREADS": 1, "MAXCONN": 9900,
                 "ULIMIT_N": 20000, "MAXPIPES": "", "SPLICE": "", "TMP": "/tmp/x",
                 "SLUICE_SPLICE": "false",
-                "WORKER_CONNECTIONS": 22500, "BUFFER": ""}
+                "WORKER_CONNECTIONS": 22500, "BUFFER": "", "BIND_SSL": "", "LISTEN_SSL": "",
+                "SSL_CERT": "", "SERVER_CERTS": "[]", "CERTIFICATES": "{}"}
         for name in ("haproxy.cfg", "nginx.conf", "sluice.json"):
             text = RUN.render(name, vals)
             self.assertNotIn("@", text.replace("# HAProxy", ""), name)
@@ -179,15 +180,26 @@ class Templates(unittest.TestCase):
         self.assertIs(conf["sluice"]["splice"], False)
 
     def test_sluice_config_checks(self):
-        vals = {"LISTEN_PORT": 18080, "TARGET_PORT": 9001, "THREADS": 2, "SLUICE_SPLICE": "true"}
+        """The plain and the TLS sluice configs pass `sluice check` without a warning."""
         with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "s.json")
-            with open(path, "w") as f:
-                f.write(RUN.render("sluice.json", vals))
-            r = subprocess.run([test_proxy.SLUICE, "check", path], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, timeout=10)
-            self.assertEqual(r.returncode, 0, r.stdout.decode())
-            self.assertIn(b" 0 warnings", r.stdout)
+            crt, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj",
+                            "/CN=localhost", "-keyout", key, "-out", crt],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                           timeout=60)
+            for certs, table in (("[]", {}), ('["bench"]', {"bench": {"cert": crt,
+                                                                     "key": key}})):
+                vals = {"LISTEN_PORT": 18080, "TARGET_PORT": 9001, "THREADS": 2,
+                        "SLUICE_SPLICE": "true", "SERVER_CERTS": certs,
+                        "CERTIFICATES": json.dumps(table)}
+                path = os.path.join(d, "s.json")
+                with open(path, "w") as f:
+                    f.write(RUN.render("sluice.json", vals))
+                r = subprocess.run([test_proxy.SLUICE, "check", path], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, timeout=10)
+                self.assertEqual(r.returncode, 0, r.stdout.decode())
+                self.assertIn(b" 0 warnings", r.stdout)
 
 
 class QuickRun(unittest.TestCase):
@@ -198,21 +210,29 @@ class QuickRun(unittest.TestCase):
         with tempfile.TemporaryDirectory() as out:
             r = subprocess.run([sys.executable, os.path.join(test_proxy.SRC, "bench", "run"), "--quick",
                                 "--skip-install", "--no-build", "--build", build,
-                                "--only", "sluice-1t", "--out", out],
+                                "--only", "sluice-1t,sluice-tls", "--out", out],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
             log = r.stdout.decode("utf-8", "replace")
             self.assertEqual(r.returncode, 0, log)
             with open(os.path.join(out, "results.json")) as f:
                 res = json.load(f)
             self.assertEqual(res["failures"], [])
-            self.assertEqual(res["systems"], ["direct", "sluice-1t"])
+            self.assertEqual(res["systems"], ["direct", "sluice-1t", "sluice-tls"])
             wls = {(x["system"], x["workload"]) for x in res["raw"]["runs"] if x["values"]}
-            self.assertEqual(len(wls), 8, wls)
+            # 4 ws:// workloads on direct and sluice-1t, the 3 wss:// ones on sluice-tls only
+            self.assertEqual(wls, {(s, w) for s in ("direct", "sluice-1t")
+                                   for w in ("bulk1", "bulk50", "rr", "upgrades")} |
+                             {("sluice-tls", w) for w in ("wss_bulk1", "wss_rr", "wss_upgrades")})
+            self.assertEqual([x["system"] for x in res["raw"]["idle"]], ["sluice-1t"])
             self.assertEqual(res["raw"]["idle"][0]["tunnels"], 200)
             with open(os.path.join(out, "RESULTS.md")) as f:
                 md = f.read()
             self.assertIn("| workload | direct | sluice-1t | bar (sluice-1t) |", md)
             self.assertIn("sluice-bench bulk --conns 1 --size 64k", md)
+            wss = md.split("## wss:// (TLS terminated by the proxy)")[1].split("\n## ")[0]
+            self.assertIn("| workload | sluice-tls |", wss)
+            self.assertIn("× its ws://", wss)  # compared with sluice-1t's ws:// figure
+            self.assertNotIn("failed", wss)
         # --quick never writes over the committed results
         self.assertEqual(before, os.stat(committed).st_mtime_ns if os.path.exists(committed)
                          else None)

@@ -127,7 +127,6 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
     struct ticket_key k;
     int rc = 0, i;
 
-    (void)s;
     pthread_mutex_lock(&tk_lock);
     if (enc) {
         if (ticket_rotate() == 0) {
@@ -140,7 +139,13 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
         for (i = 0; i < TICKET_KEYS; i++)
             if (tk[i].period && tk[i].period >= oldest && !memcmp(tk[i].name, name, 16)) {
                 k = tk[i];
-                rc = i == 0 && k.period == (uint64_t)time(NULL) / TICKET_PERIOD_S ? 1 : 2;
+                /* 2: issue a new ticket. TLS 1.3 tickets are single-use (RFC 8446 8.1), and
+                 * with 1 OpenSSL sends none after a resumption: a client would resume twice
+                 * on the two tickets of a full handshake, then need a full one again. */
+                rc = i == 0 && k.period == (uint64_t)time(NULL) / TICKET_PERIOD_S &&
+                             SSL_version(s) != TLS1_3_VERSION
+                         ? 1
+                         : 2;
                 break;
             }
     }
@@ -385,6 +390,9 @@ static SSL_CTX *new_ctx(void)
     /* Idle tunnels should not hold 2 x 16 KiB of record buffers each. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read-ahead (wss tunnels) fills this in one read(2): four records, as the tunnel's
+     * buffer takes. Released while idle (SSL_MODE_RELEASE_BUFFERS). */
+    SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"sluice", 6);
     SSL_CTX_set_timeout(ctx, SESSION_TIMEOUT_S);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);

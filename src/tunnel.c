@@ -31,6 +31,9 @@
 /* The copy path's buffer: 16 KiB is what one read of a loopback or LAN socket usually gives,
  * and small enough that a few of them per worker cost nothing. */
 #define COPY_BUF_SIZE (16 * 1024)
+/* A wss tunnel's buffers: four TLS records, so that one read of the target or one send to
+ * it carries four records' worth instead of one (the TLS side reads ahead as much). */
+#define TLS_BUF_SIZE (64 * 1024)
 /* Full copy reads in a row before a direction tries splice, and the bytes a splice round
  * must move to keep it (see the top of the file). */
 #define STREAM_AFTER 4
@@ -59,8 +62,9 @@ struct tun_pipe {
 
 struct sl_pipe_pool {
     struct tun_pipe *idle; /* stack: the most recently used pipe is the warmest */
-    void *bufs;            /* idle copy buffers, linked through their first bytes */
-    unsigned n_idle, n_in_use, max, size, n_bufs;
+    void *bufs[2];         /* idle copy buffers (16 KiB, TLS 64 KiB), linked through their
+                            * first bytes */
+    unsigned n_idle, n_in_use, max, size, n_bufs[2];
     bool eager; /* splice every read (sl_pipe_pool_set_eager) */
     uint64_t created, exhausted;
 };
@@ -69,7 +73,7 @@ enum {
     DIR_F_EOF = 1 << 0,      /* the source said EOF */
     DIR_F_SHUT = 1 << 1,     /* ... and it was passed on: shutdown(dst, SHUT_WR) done */
     DIR_F_NOSPLICE = 1 << 2, /* splice refused these fds: copy from now on */
-    DIR_F_BUF_COPY = 1 << 3, /* buf is a COPY_BUF_SIZE buffer (back to the pool's cache) */
+    DIR_F_BUF_COPY = 1 << 3, /* buf is a copy buffer (back to the pool's cache) */
     DIR_F_STREAM = 1 << 4,   /* large reads: splice (see the top of the file) */
 };
 
@@ -167,12 +171,13 @@ void sl_pipe_pool_free(struct sl_pipe_pool *p)
         close(pp->wfd);
         free(pp);
     }
-    while (p->bufs) {
-        void *b = p->bufs;
+    for (int k = 0; k < 2; k++)
+        while (p->bufs[k]) {
+            void *b = p->bufs[k];
 
-        memcpy(&p->bufs, b, sizeof(void *));
-        free(b);
-    }
+            memcpy(&p->bufs[k], b, sizeof(void *));
+            free(b);
+        }
     free(p);
 }
 
@@ -258,25 +263,31 @@ static void pipe_kill(struct sl_pipe_pool *pool, struct tun_pipe *p)
     pool->n_in_use--;
 }
 
-static void *buf_get(struct sl_pipe_pool *pool)
+/* A copy buffer for <t>: COPY_BUF_SIZE, or TLS_BUF_SIZE for a wss tunnel (class 1). */
+static void *buf_get(struct sl_tunnel *t)
 {
+    struct sl_pipe_pool *pool = t->pool;
+    int k = t->ssl != NULL;
     void *b;
 
-    if (pool && pool->bufs) {
-        b = pool->bufs;
-        memcpy(&pool->bufs, b, sizeof(void *));
-        pool->n_bufs--;
+    if (pool && pool->bufs[k]) {
+        b = pool->bufs[k];
+        memcpy(&pool->bufs[k], b, sizeof(void *));
+        pool->n_bufs[k]--;
         return b;
     }
-    return malloc(COPY_BUF_SIZE);
+    return malloc(k ? TLS_BUF_SIZE : COPY_BUF_SIZE);
 }
 
-static void buf_put(struct sl_pipe_pool *pool, void *b)
+static void buf_put(struct sl_tunnel *t, void *b)
 {
-    if (pool && pool->n_bufs < BUF_CACHE_MAX) {
-        memcpy(b, &pool->bufs, sizeof(void *));
-        pool->bufs = b;
-        pool->n_bufs++;
+    struct sl_pipe_pool *pool = t->pool;
+    int k = t->ssl != NULL;
+
+    if (pool && pool->n_bufs[k] < BUF_CACHE_MAX) {
+        memcpy(b, &pool->bufs[k], sizeof(void *));
+        pool->bufs[k] = b;
+        pool->n_bufs[k]++;
         return;
     }
     free(b);
@@ -293,7 +304,7 @@ static inline bool dir_pending(const struct tun_dir *d)
 static void dir_drop_buf(struct sl_tunnel *t, struct tun_dir *d)
 {
     if (d->flags & DIR_F_BUF_COPY)
-        buf_put(t->pool, d->buf);
+        buf_put(t, d->buf);
     else
         free(d->buf);
     d->buf = NULL;
@@ -559,29 +570,35 @@ static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, 
     return (d->flags & DIR_F_EOF) ? 0 : SL_AGAIN;
 }
 
-/* The copy path: one read of up to COPY_BUF_SIZE bytes. Same returns as tunnel_splice_in;
- * *more when the buffer filled up. */
+/* The copy path: one read of up to COPY_BUF_SIZE bytes (a wss tunnel: TLS_BUF_SIZE, and the
+ * TLS side reads records until it is full or has nothing more). Same returns as
+ * tunnel_splice_in; *more when the buffer filled up. */
 static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
 {
     struct tun_dir *d = &t->dir[i];
-    char *b = buf_get(t->pool);
-    ssize_t n;
+    size_t cap = t->ssl ? TLS_BUF_SIZE : COPY_BUF_SIZE;
+    char *b = buf_get(t);
+    ssize_t n, got = 0;
 
     if (!b) {
         t->end = SL_ERR_RESOURCES;
         return SL_ERROR;
     }
     do {
-        n = side_read(t, i, b, COPY_BUF_SIZE);
-    } while (n == -1 && errno == EINTR);
-    if (n > 0) {
+        n = side_read(t, i, b + got, cap - (size_t)got);
+        if (n > 0)
+            got += n;
+    } while ((n == -1 && errno == EINTR) ||
+             (n > 0 && i == 0 && t->ssl && (size_t)got < cap && SSL_has_pending(t->ssl)));
+    if (got > 0) {
+        n = got;
         d->buf = b;
         d->off = 0;
         d->len = (uint32_t)n;
         d->flags |= DIR_F_BUF_COPY;
         /* A short read means the socket is empty now: skip the read that would only say
-         * EAGAIN. TLS reads one record at a time, and may hold more already read. */
-        *more = n == COPY_BUF_SIZE || (i == 0 && t->ssl && SSL_has_pending(t->ssl));
+         * EAGAIN. TLS may hold more already read. */
+        *more = (size_t)n == cap || (i == 0 && t->ssl && SSL_has_pending(t->ssl));
         if (!*more)
             d->full_reads = d->full_reads > 0 ? 0 : d->full_reads; /* a backoff runs on */
         else if (d->full_reads < STREAM_AFTER && ++d->full_reads == STREAM_AFTER)
@@ -589,7 +606,7 @@ static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
         t->flags |= TUN_F_MOVED;
         return n;
     }
-    buf_put(t->pool, b);
+    buf_put(t, b);
     if (n == 0) {
         dir_saw_eof(t, i);
         return 0;

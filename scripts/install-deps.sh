@@ -5,7 +5,8 @@
 set -eu
 
 pkgs="meson ninja-build pkg-config gcc libc6-dev libevent-dev node-llhttp libssl-dev
-      libcurl4-openssl-dev libjansson-dev libpcre2-dev libcmocka-dev python3 python3-websockets"
+      libcurl4-openssl-dev libjansson-dev libpcre2-dev libcmocka-dev python3 python3-websockets
+      openssl" # openssl: the tests make their certificates with it
 if [ "${1:-}" = "--ci" ]; then
     pkgs="$pkgs clang libclang-rt-14-dev valgrind curl" # curl: the README's API calls, tested
 fi

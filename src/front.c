@@ -698,19 +698,37 @@ static void on_write(struct bufferevent *bev, void *arg)
     front_client_drained(c);
 }
 
-/* The client's TLS handshake did not complete: count and log the cause, answer plain HTTP
- * with a plain 400 (as nginx does), close. */
+/* The client's TLS handshake did not complete: count and log the cause, and close. Plain
+ * HTTP gets a plain 400 (as nginx does), through a plain bufferevent that takes the SSL one's
+ * place, so it is written and closed politely like any other answer. */
 static void tls_failed(struct sl_conn *c, enum sl_tls_fail why, const char *detail)
 {
-    static const char msg[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
-                              "Content-Length: 50\r\nConnection: close\r\n\r\n"
-                              "400 Bad Request: this port speaks HTTPS (TLS)\n";
     char peer[SL_ADDR_STRLEN + 8];
+    struct bufferevent *plain;
+    uint32_t ms = c->ln->fr->client_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
+    if (why == SL_TLS_CLOSED && sl_tls_untouched(c->ssl)) {
+        front_close(c); /* a port probe: connected and closed, not one byte of TLS */
+        return;
+    }
     sl_tls_failed(why, sl_addr_format_port(&c->peer, c->peer_port, peer), detail);
-    if (why == SL_TLS_PLAIN_HTTP)
-        (void)!send(c->cfd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    front_close(c);
+    if (why != SL_TLS_PLAIN_HTTP || !(plain = bufferevent_socket_new(c->w->base, c->cfd, 0))) {
+        front_close(c);
+        return;
+    }
+    sl_tls_detach(c->cb);
+    bufferevent_free(c->cb);
+    sl_tls_free_ssl(c->ssl);
+    c->ssl = NULL;
+    c->cb = plain;
+    bufferevent_setcb(c->cb, on_read, on_write, on_event, c);
+    bufferevent_set_timeouts(c->cb, &tv, &tv);
+    evtimer_del(c->timer);
+    c->flags &= ~CF_HEAD_TIMER;
+    gettimeofday(&c->t0, NULL);
+    c->method[0] = c->path[0] = '\0';
+    reply_bad_request(c, 400, "this port speaks HTTPS (TLS)");
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)

@@ -311,6 +311,29 @@ static int check_dates(struct sl_diags *d, const struct sl_certificate_ref *r, X
     return 0;
 }
 
+/* Whether <basic> answers for <ctx>'s certificate. Decidable only when its issuer is in the
+ * chain; without it, assumed. */
+static bool ocsp_names_leaf(SSL_CTX *ctx, OCSP_BASICRESP *basic)
+{
+    X509 *leaf = SSL_CTX_get0_certificate(ctx);
+    STACK_OF(X509) *chain = NULL;
+    bool ok = true;
+
+    SSL_CTX_get0_chain_certs(ctx, &chain);
+    for (int i = 0; leaf && i < sk_X509_num(chain); i++) {
+        X509 *ca = sk_X509_value(chain, i);
+        OCSP_CERTID *id;
+
+        if (X509_check_issued(ca, leaf) != X509_V_OK)
+            continue;
+        id = OCSP_cert_to_id(NULL, leaf, ca);
+        ok = id && OCSP_resp_find(basic, id, -1) >= 0;
+        OCSP_CERTID_free(id);
+        break;
+    }
+    return ok;
+}
+
 /* The OCSP response to staple: r->ocsp, else <cert>.ocsp when it exists (HAProxy's naming). A
  * response that is not "successful" or is past its nextUpdate is not stapled (warning). */
 static int load_ocsp(struct sl_diags *d, struct tls_cert *c)
@@ -359,7 +382,10 @@ static int load_ocsp(struct sl_diags *d, struct tls_cert *c)
 
         if (one)
             OCSP_single_get0_status(one, NULL, NULL, NULL, &next);
-        if (!one || (next && X509_cmp_time(next, &now) < 0)) {
+        if (!ocsp_names_leaf(c->ctx, basic)) {
+            diag_at(d, SL_DIAG_WARNING, r->ocsp ? &r->ocsp_loc : &r->cert_loc,
+                    "the OCSP response \"%s\" is about another certificate: not stapled", file);
+        } else if (!one || (next && X509_cmp_time(next, &now) < 0)) {
             diag_at(d, SL_DIAG_WARNING, r->ocsp ? &r->ocsp_loc : &r->cert_loc,
                     "the OCSP response \"%s\" is out of date: not stapled", file);
         } else {
@@ -402,6 +428,36 @@ static SSL_CTX *new_ctx(void)
     return ctx;
 }
 
+/* Why the key of <r> did not load or match, in words (OpenSSL's queue only says "PEM lib"
+ * for an encrypted key and for junk alike). Clears the queue. */
+static const char *key_problem(const struct sl_certificate_ref *r, char *buf, size_t len)
+{
+    char head[4096] = "";
+    FILE *f = fopen(r->key, "rb");
+    unsigned long e;
+    bool mismatch = false;
+
+    if (f) {
+        head[fread(head, 1, sizeof(head) - 1, f)] = '\0';
+        fclose(f);
+    }
+    while ((e = ERR_get_error()))
+        mismatch |=
+            ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
+    if (strstr(head, "ENCRYPTED"))
+        snprintf(buf, len,
+                 "\"%s\" is an encrypted private key: sluice needs it unencrypted "
+                 "(readable only by its user), e.g. openssl pkey -in KEY -out KEY.plain",
+                 r->key);
+    else if (mismatch)
+        snprintf(buf, len, "the key \"%s\" does not match the certificate \"%s\"", r->key, r->cert);
+    else if (strstr(head, "PRIVATE KEY-----"))
+        snprintf(buf, len, "\"%s\": the private key in it cannot be read", r->key);
+    else
+        snprintf(buf, len, "\"%s\" holds no PEM private key", r->key);
+    return buf;
+}
+
 static int load_cert(struct sl_diags *d, struct tls_cert *c)
 {
     const struct sl_certificate_ref *r = c->ref;
@@ -417,7 +473,7 @@ static int load_cert(struct sl_diags *d, struct tls_cert *c)
         return -1;
     }
     if (SSL_CTX_use_certificate_chain_file(c->ctx, r->cert) != 1) {
-        diag_at(d, SL_DIAG_ERROR, &r->cert_loc, "\"%s\" is not a PEM certificate: %s", r->cert,
+        diag_at(d, SL_DIAG_ERROR, &r->cert_loc, "\"%s\" holds no PEM certificate (%s)", r->cert,
                 ossl_err(e, sizeof(e), "no certificate found"));
         return -1;
     }
@@ -438,22 +494,9 @@ static int load_cert(struct sl_diags *d, struct tls_cert *c)
             return -1;
         }
     }
-    if (SSL_CTX_use_PrivateKey_file(c->ctx, r->key, SSL_FILETYPE_PEM) != 1) {
-        unsigned long err = ERR_peek_last_error();
-        bool enc = ERR_GET_REASON(err) == PEM_R_BAD_PASSWORD_READ ||
-                   ERR_GET_REASON(err) == PEM_R_PROBLEMS_GETTING_PASSWORD;
-
-        diag_at(d, SL_DIAG_ERROR, &r->key_loc, "\"%s\": %s", r->key,
-                enc ? "an encrypted private key (sluice needs it unencrypted, readable only by "
-                      "its user)"
-                    : ossl_err(e, sizeof(e), "not a PEM private key"));
-        ERR_clear_error();
-        return -1;
-    }
-    if (SSL_CTX_check_private_key(c->ctx) != 1) {
-        diag_at(d, SL_DIAG_ERROR, &r->key_loc,
-                "the key \"%s\" does not match the certificate \"%s\"", r->key, r->cert);
-        ERR_clear_error();
+    if (SSL_CTX_use_PrivateKey_file(c->ctx, r->key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(c->ctx) != 1) {
+        diag_at(d, SL_DIAG_ERROR, &r->key_loc, "%s", key_problem(r, e, sizeof(e)));
         return -1;
     }
     x = SSL_CTX_get0_certificate(c->ctx);
@@ -577,6 +620,11 @@ void sl_tls_detach(struct bufferevent *bev)
      * here: on an SSL bufferevent it also resets the SSL (SSL_clear) for a new handshake. */
     event_del(&bev->ev_read);
     event_del(&bev->ev_write);
+}
+
+bool sl_tls_untouched(const SSL *ssl)
+{
+    return BIO_number_read(SSL_get_rbio(ssl)) == 0;
 }
 
 void sl_tls_close_notify(SSL *ssl)

@@ -40,6 +40,8 @@ struct bufferevent *sl_tls_bev_new(struct event_base *base, int fd, const struct
  * its fd and SSL live on (in a tunnel, or until closed): its SSL keeps its session and socket
  * BIO (and with it kTLS, when the kernel took the keys). */
 void sl_tls_detach(struct bufferevent *bev);
+/* Whether <ssl> has not received a byte yet (a connection that closes so was a probe). */
+bool sl_tls_untouched(const struct ssl_st *ssl);
 /* Sends close_notify if the connection can take it now (never blocks). */
 void sl_tls_close_notify(struct ssl_st *ssl);
 void sl_tls_free_ssl(struct ssl_st *ssl);

@@ -800,6 +800,10 @@ void sl_sync_set_local(struct sl_sync *s, json_t *local)
 {
     json_decref(s->local);
     s->local = local ? json_incref(local) : NULL;
+    /* (SIGHUP) the next document is handed over even if unchanged, so that the files it
+     * names, renewed certificates, are read again */
+    free(s->last_doc);
+    s->last_doc = NULL;
 }
 
 const struct sl_sync_status *sl_sync_status(const struct sl_sync *s)

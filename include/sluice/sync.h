@@ -49,7 +49,8 @@ void sl_sync_stop(struct sl_sync *s);
 /* Polls now (SIGHUP), unless a poll is under way. */
 void sl_sync_poll_now(struct sl_sync *s);
 /* The config file's "sluice" block (a ref is taken; NULL: none), merged into every document
- * from now on: SIGHUP hands over the file's edits with it before polling. */
+ * from now on: SIGHUP hands over the file's edits with it before polling. The next document
+ * is handed over even if unchanged (its certificate files are read again). */
 void sl_sync_set_local(struct sl_sync *s, json_t *local);
 void sl_sync_free(struct sl_sync *s);
 

@@ -17,6 +17,8 @@ import os
 import random
 import socket
 import signal
+import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -498,6 +500,51 @@ class FailingApi(SyncTest):
         with WSClient.open(port, "/") as c:
             c.send_text("still served")
             self.assertEqual(c.recv_message()[1], b"still served")
+
+    def test_tls_rule_from_the_api_with_the_files_certificates(self):
+        """A rule from the API with serverCertificates (Certificate Manager ids) terminates
+        TLS with the files the local sluice block maps them to (relative to the file); a
+        renewed certificate is served after SIGHUP even though the API's document did not
+        change."""
+        b = self.bench("b1")
+        fake = FakeAPI()
+        self.addCleanup(fake.stop)
+        port = wskit.free_port()
+        alb, tg = self.documents(port, b.port)
+        rule = alb["entities"]["forwardingrules"]["items"][0]["properties"]
+        rule["serverCertificates"] = ["0c7e6f9a-cert"]
+        self.serve(fake, alb, tg)
+
+        def make_cert(serial):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj",
+                            "/CN=localhost", "-set_serial", str(serial), "-keyout",
+                            os.path.join(self.tmp, "k.pem"), "-out",
+                            os.path.join(self.tmp, "c.pem")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+                           timeout=60)
+
+        def served_serial():
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), 10)) as t:
+                der = t.getpeercert(binary_form=True)
+            out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-serial"],
+                                 input=der, capture_output=True, check=True, timeout=30)
+            return int(out.stdout.decode().strip().split("=")[1], 16)
+
+        make_cert(1001)
+        cfg, admin = self.local(fake.port, self.DC, self.ALB, port, {}, interval=3600,
+                                certificates={"0c7e6f9a-cert": {"cert": "c.pem",
+                                                                "key": "k.pem"}})
+        s = self.run_synced(cfg, admin, port)
+        self.assertEqual(served_serial(), 1001)
+        gen = self.status(s)["config"]["generation"]
+        make_cert(1002)
+        s.signal(signal.SIGHUP)
+        self.wait_generation(s, gen + 1, PROMPT)
+        self.assertEqual(served_serial(), 1002)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,16 @@ class TlsTest(ProxyTest):
         cfg["sluice"]["certificates"] = certs
         return cfg
 
+    @staticmethod
+    def add_plain_twin(cfg, port):
+        """Adds to <cfg> a copy of its TLS forwarding rule without TLS, listening on <port>."""
+        plain = json.loads(json.dumps(cfg["forwardingRules"][0]))
+        plain["id"] = "fr-plain"
+        plain["properties"]["name"] = "plain"
+        plain["properties"]["listenerPort"] = port
+        del plain["properties"]["serverCertificates"]
+        cfg["forwardingRules"].append(plain)
+
     # processes
 
     def sluice(self, cfg, args=(), name=None, wait=True, preexec_fn=None, admin=True):
@@ -613,12 +623,7 @@ class Https(TlsTest):
         tls_port, plain_port = wskit.free_ports(2)
         cfg = self.tls_config(tls_port, [forward("tg")], [group("tg", [target(py.port)])],
                               {"cert-a": self.entry("a")})
-        plain = json.loads(json.dumps(cfg["forwardingRules"][0]))
-        plain["id"] = "fr-plain"
-        plain["properties"]["name"] = "plain"
-        plain["properties"]["listenerPort"] = plain_port
-        del plain["properties"]["serverCertificates"]
-        cfg["forwardingRules"].append(plain)
+        self.add_plain_twin(cfg, plain_port)
         s = self.sluice(cfg)
         s.wait_port(plain_port)
         r, _ = tlskit.https(tls_port, self.ca_ctx(), path="/tls")
@@ -1119,6 +1124,30 @@ class WebSocket(TlsTest):
         self.wait_metric(s, "sluice_tls_handshakes_total", n)
 
 
+    def test_sluice_bench_over_wss(self):
+        """Our load generator through sluice over wss://: every echo verified, the certificate
+        verified against the test CA by name, and each of its single-use TLS 1.3 tickets
+        answered with a new one (only each slot's first handshake is a full one)."""
+        b = self.bench("b1")
+        s = self.simple_tls(b.port)
+        url = "wss://127.0.0.1:%d/" % s.port
+        common = ["--url", url, "--cafile", PKI.ca, "--sni", "a.test", "--seconds", "1",
+                  "--json"]
+        for mode in (["bulk", "--conns", "2", "--size", "100000"],
+                     ["upgrades", "--conns", "3"]):
+            r = subprocess.run([test_proxy.SLUICE_BENCH, *mode, *common], capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            res = json.loads([x for x in r.stdout.splitlines() if x.startswith("{")][-1])
+            self.assertTrue(res["tls"])
+            self.assertEqual(res["tls_version"], "TLSv1.3")
+            self.assertEqual(res.get("errors", 0), 0, res)
+            if mode[0] == "upgrades":
+                self.assertGreater(res["upgrades"], 20, res)
+                self.assertEqual(res["failed"], 0, res)
+                self.assertEqual(res["tls_handshakes"] - res["tls_resumed"], 3, res)
+
+
 class Chain(TlsTest):
     """Intermediates: from the "chain" file or after the certificate in its own file; the
     client trusts only the root."""
@@ -1173,12 +1202,7 @@ class Proxy(TlsTest):
         cfg = self.tls_config(tls_port, [forward("tg")],
                               [group("tg", [target(py.port, proxy="v2ssl")])],
                               {"cert-a": self.entry("a")})
-        plain = json.loads(json.dumps(cfg["forwardingRules"][0]))
-        plain["id"] = "fr-plain"
-        plain["properties"]["name"] = "plain"
-        plain["properties"]["listenerPort"] = plain_port
-        del plain["properties"]["serverCertificates"]
-        cfg["forwardingRules"].append(plain)
+        self.add_plain_twin(cfg, plain_port)
         s = self.sluice(cfg)
         s.wait_port(plain_port)
 

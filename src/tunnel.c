@@ -1,6 +1,7 @@
 /* The tunnel behind a WebSocket 101: one sl_tunnel owns the client and target sockets, one
  * struct event on each, and moves bytes both ways. A direction copies: one read into a
- * 16 KiB buffer from the worker's cache and one send, nothing allocated per message.
+ * 16 KiB buffer from the worker's cache (32 KiB once it streams) and one send, nothing
+ * allocated per message.
  * splice(2) through a pipe is used only with a pool (sluice.splice) and only for streams:
  * measured on loopback (bench/RESULTS.md), it beat copying by ~1.15x for one stream of
  * 64 KiB messages, but with 50 streams of 4 KiB messages copying was ~1.5-2x faster (the
@@ -31,9 +32,13 @@
 /* The copy path's buffer: 16 KiB is what one read of a loopback or LAN socket usually gives,
  * and small enough that a few of them per worker cost nothing. */
 #define COPY_BUF_SIZE (16 * 1024)
-/* A wss tunnel's buffers: four TLS records, so that one read of the target or one send to
- * it carries four records' worth instead of one (the TLS side reads ahead as much). */
-#define TLS_BUF_SIZE (64 * 1024)
+/* A stream's buffer (reads that keep filling COPY_BUF_SIZE) and a wss tunnel's: one read and
+ * one send move twice as much and the receivers wake up half as often; for TLS, two records
+ * per read of the target and per send to it. Measured on loopback (sluice-bench, pinned):
+ * 50 streams of 4 KiB messages 1.05-1.19x faster than with 16 KiB, one stream of 64 KiB
+ * messages the same; with 64 KiB buffers that one stream lost ~25 % (bursts the receivers
+ * could not absorb), and wss gained nothing over 32 KiB. */
+#define BIG_BUF_SIZE (32 * 1024)
 /* Full copy reads in a row before a direction tries splice, and the bytes a splice round
  * must move to keep it (see the top of the file). */
 #define STREAM_AFTER 4
@@ -62,8 +67,8 @@ struct tun_pipe {
 
 struct sl_pipe_pool {
     struct tun_pipe *idle; /* stack: the most recently used pipe is the warmest */
-    void *bufs[2];         /* idle copy buffers (16 KiB, TLS 64 KiB), linked through their
-                            * first bytes */
+    void *bufs[2];         /* idle copy buffers (COPY_BUF_SIZE, BIG_BUF_SIZE), linked through
+                            * their first bytes */
     unsigned n_idle, n_in_use, max, size, n_bufs[2];
     bool eager; /* splice every read (sl_pipe_pool_set_eager) */
     uint64_t created, exhausted;
@@ -74,7 +79,9 @@ enum {
     DIR_F_SHUT = 1 << 1,     /* ... and it was passed on: shutdown(dst, SHUT_WR) done */
     DIR_F_NOSPLICE = 1 << 2, /* splice refused these fds: copy from now on */
     DIR_F_BUF_COPY = 1 << 3, /* buf is a copy buffer (back to the pool's cache) */
-    DIR_F_STREAM = 1 << 4,   /* large reads: splice (see the top of the file) */
+    DIR_F_STREAM = 1 << 4,   /* large reads: splice (see the top of the file), else copy
+                              * through BIG_BUF_SIZE buffers */
+    DIR_F_BUF_BIG = 1 << 5,  /* buf is a BIG_BUF_SIZE copy buffer */
 };
 
 enum {
@@ -263,11 +270,11 @@ static void pipe_kill(struct sl_pipe_pool *pool, struct tun_pipe *p)
     pool->n_in_use--;
 }
 
-/* A copy buffer for <t>: COPY_BUF_SIZE, or TLS_BUF_SIZE for a wss tunnel (class 1). */
-static void *buf_get(struct sl_tunnel *t)
+/* A copy buffer from <t>'s pool: COPY_BUF_SIZE, or BIG_BUF_SIZE when <big>. */
+static void *buf_get(struct sl_tunnel *t, bool big)
 {
     struct sl_pipe_pool *pool = t->pool;
-    int k = t->ssl != NULL;
+    int k = big;
     void *b;
 
     if (pool && pool->bufs[k]) {
@@ -276,13 +283,13 @@ static void *buf_get(struct sl_tunnel *t)
         pool->n_bufs[k]--;
         return b;
     }
-    return malloc(k ? TLS_BUF_SIZE : COPY_BUF_SIZE);
+    return malloc(k ? BIG_BUF_SIZE : COPY_BUF_SIZE);
 }
 
-static void buf_put(struct sl_tunnel *t, void *b)
+static void buf_put(struct sl_tunnel *t, void *b, bool big)
 {
     struct sl_pipe_pool *pool = t->pool;
-    int k = t->ssl != NULL;
+    int k = big;
 
     if (pool && pool->n_bufs[k] < BUF_CACHE_MAX) {
         memcpy(b, &pool->bufs[k], sizeof(void *));
@@ -304,12 +311,12 @@ static inline bool dir_pending(const struct tun_dir *d)
 static void dir_drop_buf(struct sl_tunnel *t, struct tun_dir *d)
 {
     if (d->flags & DIR_F_BUF_COPY)
-        buf_put(t, d->buf);
+        buf_put(t, d->buf, d->flags & DIR_F_BUF_BIG);
     else
         free(d->buf);
     d->buf = NULL;
     d->off = d->len = 0;
-    d->flags &= ~DIR_F_BUF_COPY;
+    d->flags &= ~(DIR_F_BUF_COPY | DIR_F_BUF_BIG);
 }
 
 /* Whatever the direction still holds, at the end of the tunnel. */
@@ -570,14 +577,15 @@ static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, 
     return (d->flags & DIR_F_EOF) ? 0 : SL_AGAIN;
 }
 
-/* The copy path: one read of up to COPY_BUF_SIZE bytes (a wss tunnel: TLS_BUF_SIZE, and the
- * TLS side reads records until it is full or has nothing more). Same returns as
+/* The copy path: one read of up to COPY_BUF_SIZE bytes, BIG_BUF_SIZE for a stream or a wss
+ * tunnel (whose TLS side reads records until it is full or has nothing more). Same returns as
  * tunnel_splice_in; *more when the buffer filled up. */
 static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
 {
     struct tun_dir *d = &t->dir[i];
-    size_t cap = t->ssl ? TLS_BUF_SIZE : COPY_BUF_SIZE;
-    char *b = buf_get(t);
+    bool big = t->ssl || (d->flags & DIR_F_STREAM);
+    size_t cap = big ? BIG_BUF_SIZE : COPY_BUF_SIZE;
+    char *b = buf_get(t, big);
     ssize_t n, got = 0;
 
     if (!b) {
@@ -595,7 +603,10 @@ static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
         d->buf = b;
         d->off = 0;
         d->len = (uint32_t)n;
-        d->flags |= DIR_F_BUF_COPY;
+        d->flags |= DIR_F_BUF_COPY | (big ? DIR_F_BUF_BIG : 0);
+        /* A stream that slowed down to small reads: back to small buffers. */
+        if (!t->ssl && (size_t)n < COPY_BUF_SIZE)
+            d->flags &= ~DIR_F_STREAM;
         /* A short read means the socket is empty now: skip the read that would only say
          * EAGAIN. TLS may hold more already read. */
         *more = (size_t)n == cap || (i == 0 && t->ssl && SSL_has_pending(t->ssl));
@@ -606,7 +617,7 @@ static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
         t->flags |= TUN_F_MOVED;
         return n;
     }
-    buf_put(t, b);
+    buf_put(t, b, big);
     if (n == 0) {
         dir_saw_eof(t, i);
         return 0;

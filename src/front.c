@@ -101,12 +101,22 @@ void sl_front_on_accept_resume(int fd, short what, void *arg)
     sl_worker_accepting(w, true);
 }
 
+/* The callbacks, write watermark and clientTimeout of the client's (new) bufferevent. */
+static void client_bev_setup(struct sl_conn *c)
+{
+    uint32_t idle = c->ln->fr->client_timeout_ms;
+    struct timeval tv = {idle / 1000, (idle % 1000) * 1000};
+
+    bufferevent_setcb(c->cb, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(c->cb, EV_WRITE, CONN_HIGH_WATER / 2, 0);
+    /* clientTimeout: idle between requests, and a client that stops reading or sending. */
+    bufferevent_set_timeouts(c->cb, &tv, &tv);
+}
+
 static void conn_new(struct sl_listener *ln, int fd, const struct sockaddr_storage *ss)
 {
     struct sl_worker *w = ln->w;
     struct sl_conn *c = calloc(1, sizeof(*c));
-    uint32_t idle = ln->fr->client_timeout_ms;
-    struct timeval tv = {idle / 1000, (idle % 1000) * 1000};
     int one = 1;
 
     if (!c)
@@ -128,10 +138,7 @@ static void conn_new(struct sl_listener *ln, int fd, const struct sockaddr_stora
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->gen = sl_gen_ref(ln->gen);
     c->cfg = c->gen->cfg;
-    bufferevent_setcb(c->cb, on_read, on_write, on_event, c);
-    bufferevent_setwatermark(c->cb, EV_WRITE, CONN_HIGH_WATER / 2, 0);
-    /* clientTimeout: idle between requests, and a client that stops reading or sending. */
-    bufferevent_set_timeouts(c->cb, &tv, &tv);
+    client_bev_setup(c);
     bufferevent_enable(c->cb, EV_READ);
     if (c->ssl) {
         /* The handshake and the first head share headerTimeout: a stalled handshake ends. */
@@ -705,8 +712,6 @@ static void tls_failed(struct sl_conn *c, enum sl_tls_fail why, const char *deta
 {
     char peer[SL_ADDR_STRLEN + 8];
     struct bufferevent *plain;
-    uint32_t ms = c->ln->fr->client_timeout_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
     if (why == SL_TLS_CLOSED && sl_tls_untouched(c->ssl)) {
         front_close(c); /* a port probe: connected and closed, not one byte of TLS */
@@ -722,8 +727,7 @@ static void tls_failed(struct sl_conn *c, enum sl_tls_fail why, const char *deta
     sl_tls_free_ssl(c->ssl);
     c->ssl = NULL;
     c->cb = plain;
-    bufferevent_setcb(c->cb, on_read, on_write, on_event, c);
-    bufferevent_set_timeouts(c->cb, &tv, &tv);
+    client_bev_setup(c);
     evtimer_del(c->timer);
     c->flags &= ~CF_HEAD_TIMER;
     gettimeofday(&c->t0, NULL);

@@ -648,6 +648,25 @@ class Http(ProxyTest):
             self.assertEqual((r.status, r.body), (200, b"closing body from p1\n"))
             self.assertClosedPromptly(conn)
 
+    def test_target_connections_come_from_the_lb_private_ip(self):
+        """Connections to targets leave from the ALB's first local lbPrivateIp: bound to it
+        where the kernel would pick another source (127.0.0.7 here), left to the kernel where
+        its route already picks that address (127.0.0.1), as requests and as tunnels."""
+        for lb_ip in ("127.0.0.7", "127.0.0.1"):
+            with self.subTest(lbPrivateIp=lb_ip):
+                py = self.pyback("p-" + lb_ip)
+                port = wskit.free_port()
+                cfg = config(port, [forward("tg-1")], [group("tg-1", [target(py.port)])])
+                cfg["applicationLoadBalancer"] = {"id": "alb", "properties": {
+                    "name": "alb", "listenerLan": 1, "targetLan": 2, "ips": ["127.0.0.1"],
+                    "lbPrivateIps": [lb_ip + "/8"]}}
+                s = self.sluice(cfg)
+                for i in range(3):
+                    self.assertEqual(http(s.port, path="/src%d" % i).status, 200)
+                py.wait_requests(3)
+                peers = {c.peer[0] for c in py.conns if c.requests}
+                self.assertEqual(peers, {lb_ip})
+
     def test_forwarded_headers(self):
         py = self.pyback("p1")
         s = self.simple(py.port)

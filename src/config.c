@@ -1160,12 +1160,10 @@ struct sl_config *sl_config_load_file(const char *file, const struct sl_load_opt
     else {
         /* relative certificate files are found beside the config file */
         struct sl_load_opts oo = o ? *o : (struct sl_load_opts){0};
-        char *dir = NULL, *slash;
+        char *dir = oo.base_dir ? NULL : sl_dir_of(file);
 
-        if (!oo.base_dir && (dir = strdup(file)) && (slash = strrchr(dir, '/'))) {
-            slash[slash == dir] = '\0';
+        if (dir)
             oo.base_dir = dir;
-        }
         c = sl_config_load_buffer(file, buf, len, &oo, d);
         free(dir);
     }

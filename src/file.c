@@ -43,6 +43,18 @@ char *sl_read_stream(FILE *f, size_t max, size_t *len, bool *more)
     return buf;
 }
 
+char *sl_dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = strdup(slash ? path : ".");
+
+    if (!dir)
+        abort();
+    if (slash)
+        dir[slash == path ? 1 : slash - path] = '\0'; /* "/x" keeps its "/" */
+    return dir;
+}
+
 int sl_write_all(int fd, const void *p, size_t n)
 {
     const char *b = p;
@@ -64,7 +76,7 @@ int sl_write_all(int fd, const void *p, size_t n)
 int sl_write_file_atomic(const char *path, const void *p, size_t n, mode_t mode,
                          const char **step)
 {
-    char tmp[PATH_MAX], dir[PATH_MAX], *slash;
+    char tmp[PATH_MAX], *dir;
     int fd, e;
 
     /* One writer per file (the emulator its state, a sync its cache): a fixed temp name, so a
@@ -95,13 +107,9 @@ int sl_write_file_atomic(const char *path, const void *p, size_t n, mode_t mode,
     }
     /* The rename is durable only once the directory is. */
     *step = "sync the directory of";
-    snprintf(dir, sizeof(dir), "%s", path);
-    slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof(dir), ".");
-    else
-        slash[slash == dir] = '\0'; /* "/x" keeps its "/" */
+    dir = sl_dir_of(path);
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
     if (fd == -1 || fsync(fd) == -1) {
         e = errno;
         if (fd != -1)

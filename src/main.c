@@ -506,13 +506,10 @@ static int on_sync_doc(json_t *doc, const char *origin, char *why, size_t why_le
     struct sl_diags d;
     struct sl_config *cfg;
     uint64_t t0 = sl_clock_us(CLOCK_MONOTONIC);
-    char *dir = r->cli->config ? strdup(r->cli->config) : NULL, *slash;
-
     /* certificates of the local file's sluice block are found beside it */
-    if (dir && (slash = strrchr(dir, '/'))) {
-        slash[slash == dir] = '\0';
-        o.base_dir = dir;
-    }
+    char *dir = r->cli->config ? sl_dir_of(r->cli->config) : NULL;
+
+    o.base_dir = dir;
     sl_diags_init(&d, origin);
     cfg = checked(with_tls(sl_config_load_json(origin, doc, NULL, &o, &d), &d), &d, "sync", why,
                   why_len);

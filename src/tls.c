@@ -442,8 +442,10 @@ static const char *key_problem(const struct sl_certificate_ref *r, char *buf, si
         fclose(f);
     }
     while ((e = ERR_get_error()))
+        /* a key of another type loads beside the certificate: "no certificate assigned" */
         mismatch |=
-            ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
+            (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) ||
+            (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_NO_CERTIFICATE_ASSIGNED);
     if (strstr(head, "ENCRYPTED"))
         snprintf(buf, len,
                  "\"%s\" is an encrypted private key: sluice needs it unencrypted "
@@ -646,7 +648,7 @@ const char *sl_tls_fail_name(enum sl_tls_fail why)
 
 enum sl_tls_fail sl_tls_classify(struct bufferevent *bev, bool eof, char *detail, size_t len)
 {
-    enum sl_tls_fail why = eof ? SL_TLS_CLOSED : SL_TLS_OTHER;
+    enum sl_tls_fail why = SL_TLS_OTHER;
     unsigned long e, first = 0;
 
     detail[0] = '\0';
@@ -666,8 +668,7 @@ enum sl_tls_fail sl_tls_classify(struct bufferevent *bev, bool eof, char *detail
         case SSL_R_UNEXPECTED_RECORD:
         case SSL_R_LENGTH_MISMATCH:
         case SSL_R_BAD_PACKET_LENGTH:
-            if (why == SL_TLS_OTHER)
-                why = SL_TLS_NOT_TLS;
+            why = why == SL_TLS_OTHER ? SL_TLS_NOT_TLS : why;
             break;
         case SSL_R_NO_SHARED_CIPHER:
         case SSL_R_UNSUPPORTED_PROTOCOL:
@@ -683,12 +684,13 @@ enum sl_tls_fail sl_tls_classify(struct bufferevent *bev, bool eof, char *detail
             break;
         }
     }
-    if (first && ERR_reason_error_string(first))
-        snprintf(detail, len, "%s", ERR_reason_error_string(first));
-    else if (!first && !eof && errno)
-        snprintf(detail, len, "%s", strerror(errno)); /* a reset: SSL_ERROR_SYSCALL */
-    if (!first && !eof)
+    /* No TLS error, or one that only says the bytes stopped: the client went away. */
+    if (!first || (eof && why == SL_TLS_OTHER))
         why = SL_TLS_CLOSED;
+    snprintf(detail, len, "%s",
+             !first                           ? (eof ? "" : "reset")
+             : ERR_reason_error_string(first) ? ERR_reason_error_string(first)
+                                              : "");
     ERR_clear_error();
     return why;
 }
@@ -758,14 +760,4 @@ const char *sl_tls_cipher(const SSL *ssl)
 const char *sl_tls_sni(const SSL *ssl)
 {
     return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-}
-
-bool sl_tls_ktls_send(SSL *ssl)
-{
-    return BIO_get_ktls_send(SSL_get_wbio(ssl)) > 0;
-}
-
-bool sl_tls_ktls_recv(SSL *ssl)
-{
-    return BIO_get_ktls_recv(SSL_get_rbio(ssl)) > 0;
 }

@@ -14,6 +14,10 @@
  * with errno set. Out of memory aborts. */
 char *sl_read_stream(FILE *f, size_t max, size_t *len, bool *more);
 
+/* The directory part of <path>, malloc'd (free it): "." when it has none, "/" for "/x". Out of
+ * memory aborts. */
+char *sl_dir_of(const char *path);
+
 /* Writes all <n> bytes at <p> to <fd>, retrying on EINTR and short writes. 0, or -1 with
  * errno set. */
 int sl_write_all(int fd, const void *p, size_t n);

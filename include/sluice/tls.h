@@ -81,9 +81,5 @@ void sl_tls_get_stats(struct sl_tls_stats *out);
 const char *sl_tls_version(const struct ssl_st *ssl);
 const char *sl_tls_cipher(const struct ssl_st *ssl);
 const char *sl_tls_sni(const struct ssl_st *ssl);
-/* Whether the kernel does the record encryption (kTLS) for sending / receiving on <ssl>'s
- * socket: the tunnel may then splice into / out of that socket. */
-bool sl_tls_ktls_send(struct ssl_st *ssl);
-bool sl_tls_ktls_recv(struct ssl_st *ssl);
 
 #endif

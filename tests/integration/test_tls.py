@@ -479,12 +479,16 @@ class Check(TlsTest):
                             "swapped.pem", ["swapped.pem"])
 
     def test_key_of_another_certificate(self):
-        e = self.entry("a", "mm")
-        e["key"] = self.install(CERTS["other-key"], "other.key")
-        rc, out, text, _ = self.check(self.cfg({"cert-mm": e}))
-        self.assertEqual(rc, 1, out)
-        self.assertDiag(out, 'sluice.certificates["cert-mm"].key', text, "key", "other.key",
-                        ["other.key", "match"])
+        """A key of the same type (EC) and one of another type (EC key, RSA certificate:
+        OpenSSL loads it beside the certificate and only says "no certificate assigned")."""
+        for cert, key in (("a", "other-key"), ("rsa", "other-key")):
+            with self.subTest(cert=cert):
+                e = self.entry(cert, "mm-" + cert)
+                e["key"] = self.install(CERTS[key], "other.key")
+                rc, out, text, _ = self.check(self.cfg({"cert-mm": e}), name="mm-" + cert)
+                self.assertEqual(rc, 1, out)
+                self.assertDiag(out, 'sluice.certificates["cert-mm"].key', text, "key",
+                                "other.key", ["other.key", "does not match"])
 
     def test_encrypted_key(self):
         """An encrypted key is an error that says so (sluice never prompts for a passphrase).

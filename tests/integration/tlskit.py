@@ -216,17 +216,7 @@ def connect(port, ctx, sni=None, session=None, timeout=TIMEOUT, host="127.0.0.1"
             bufsize=None):
     """A TLS connection to <host>:<port>, handshake done; sends SNI <sni> when given. With
     <bufsize>, the socket's send and receive buffers are that small (a slow client)."""
-    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if bufsize:
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, bufsize)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, bufsize)
-    raw.settimeout(timeout)
-    try:
-        raw.connect((host, port))
-    except BaseException:
-        raw.close()
-        raise
-    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    raw = wskit.tcp_connect(port, host, timeout=timeout, bufsize=bufsize)
     try:
         return ctx.wrap_socket(raw, server_hostname=sni, session=session)
     except BaseException:

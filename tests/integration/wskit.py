@@ -317,6 +317,25 @@ def config(port, rules, groups, client_timeout=50000, **local):
 # ---------------------------------------------------------------------------------------------
 # Buffered socket
 
+def tcp_connect(port, host="127.0.0.1", src=None, timeout=DEFAULT_TIMEOUT, bufsize=None):
+    """A connected TCP socket with TCP_NODELAY, from <src> when given. With <bufsize>, its
+    send and receive buffers are that small (a slow client)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if bufsize:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, bufsize)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, bufsize)
+    if src is not None:
+        s.bind((src, 0))
+    s.settimeout(timeout)
+    try:
+        s.connect((host, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
 class Conn:
     """A blocking socket with a read buffer. Every read takes a timeout (default 5 s)."""
 
@@ -327,17 +346,7 @@ class Conn:
 
     @classmethod
     def connect(cls, port, host="127.0.0.1", src=None, timeout=DEFAULT_TIMEOUT):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if src is not None:
-            s.bind((src, 0))
-        s.settimeout(timeout)
-        try:
-            s.connect((host, port))
-        except BaseException:
-            s.close()
-            raise
-        return cls(s)
+        return cls(tcp_connect(port, host, src, timeout))
 
     def close(self):
         try:

@@ -308,6 +308,12 @@ class TlsTest(ProxyTest):
     def log_lines(self, s, needle):
         return [line for line in s.stderr_text().splitlines() if needle in line]
 
+    def logged(self, s, needle):
+        """The lines of <s>'s stderr with <needle>, once there is one: sluice's log lines are
+        written by its logger thread, so a counter can be seen before its line is."""
+        wskit.wait_until(lambda: self.log_lines(s, needle), PROMPT)
+        return self.log_lines(s, needle)
+
     # clients
 
     def ca_ctx(self, version=None, alpn=("http/1.1",)):
@@ -687,7 +693,7 @@ class Versions(TlsTest):
         self.wait_metric(s, "sluice_tls_handshake_errors_total", 4, cause="no_shared_cipher")
         self.assertEqual(self.metric(s, "sluice_tls_handshakes_total"), 0)
         self.assertEqual(py.requests(), [])
-        self.assertEqual(len(self.log_lines(s, 'cause "no_shared_cipher"')), 1,
+        self.assertEqual(len(self.logged(s, 'cause "no_shared_cipher"')), 1,
                          s.stderr_text())
 
 
@@ -710,7 +716,7 @@ class Alpn(TlsTest):
                 self.assertIn("NO_APPLICATION_PROTOCOL", str(cm.exception).upper()
                               .replace(" ", "_"))
         self.wait_metric(s, "sluice_tls_handshake_errors_total", 2, cause="alpn")
-        self.assertEqual(len(self.log_lines(s, 'cause "alpn"')), 1, s.stderr_text())
+        self.assertEqual(len(self.logged(s, 'cause "alpn"')), 1, s.stderr_text())
 
 
 class Sni(TlsTest):
@@ -759,7 +765,7 @@ class Sni(TlsTest):
                 self.peer_is(c, "b", sni)
                 c.close()
         self.wait_metric(s, "sluice_tls_sni_unknown_total", 6)
-        lines = self.log_lines(s, "tls: SNI")
+        lines = self.logged(s, "tls: SNI")
         self.assertEqual(len(lines), 1, "logged at most once a minute:\n" + s.stderr_text())
         self.assertIn("unknown.test", lines[0])
         self.assertTrue(lines[0].startswith("sluice: info: tls: "), lines[0])
@@ -1308,7 +1314,7 @@ class BadInput(TlsTest):
                     self.assertEqual(r.header("Content-Length"), str(len(body)),
                                      "Content-Length of the 400 vs its body %r" % body)
         self.wait_errors(s, base, {"plain_http": 2})
-        lines = self.log_lines(s, 'cause "plain_http"')
+        lines = self.logged(s, 'cause "plain_http"')
         self.assertEqual(len(lines), 1, "logged once a minute:\n" + s.stderr_text())
         self.assertTrue(lines[0].startswith("sluice: info: tls: "), lines[0])
         self.assertEqual(py.requests(), [], "a plain request reached the target")
@@ -1338,7 +1344,7 @@ class BadInput(TlsTest):
                     self.assertNotIn(b"HTTP/", bytes(c.buf), how)
         self.served_now(s, "after garbage")
         self.wait_errors(s, base, {"not_tls": 3})
-        self.assertEqual(len(self.log_lines(s, 'cause "not_tls"')), 1, s.stderr_text())
+        self.assertEqual(len(self.logged(s, 'cause "not_tls"')), 1, s.stderr_text())
 
     def test_stalled_handshake_closed_after_header_timeout(self):
         """Clients that send nothing, or half a ClientHello, are closed after headerTimeout;
@@ -1369,7 +1375,7 @@ class BadInput(TlsTest):
         self.assertGreaterEqual(waited, HEADER_TIMEOUT / 1000.0 * 0.9,
                                 "closed before headerTimeout (%.2f s)" % waited)
         self.wait_errors(s, base, {"timeout": 4})
-        self.assertEqual(len(self.log_lines(s, 'cause "timeout"')), 1, s.stderr_text())
+        self.assertEqual(len(self.logged(s, 'cause "timeout"')), 1, s.stderr_text())
         self.assertEqual(self.metric(s, "sluice_tls_handshakes_total"), 3)
 
     def test_handshake_then_silence_gets_408(self):
@@ -1405,7 +1411,7 @@ class BadInput(TlsTest):
                 self.assertClosedPromptly(c, "bad handshake %d" % i)
         self.wait_errors(s, base, {"not_tls": 33, "plain_http": 33, "closed": 33})
         for cause in ("not_tls", "plain_http", "closed"):
-            lines = self.log_lines(s, 'cause "%s"' % cause)
+            lines = self.logged(s, 'cause "%s"' % cause)
             self.assertEqual(len(lines), 1, s.stderr_text())
             self.assertTrue(lines[0].startswith("sluice: info: tls: "), lines[0])
         self.served_now(s, "after the flood")
@@ -1421,7 +1427,7 @@ class BadInput(TlsTest):
             c.reset() if reset else c.close()
         self.served_now(s, "after clients left mid-handshake")
         self.wait_errors(s, base, {"closed": 2})
-        self.assertEqual(len(self.log_lines(s, 'cause "closed"')), 1, s.stderr_text())
+        self.assertEqual(len(self.logged(s, 'cause "closed"')), 1, s.stderr_text())
 
 
 class Reload(TlsTest):

@@ -711,8 +711,9 @@ static int dir_pump(struct sl_tunnel *t, int i)
 static void tunnel_on_io(evutil_socket_t fd, short what, void *arg);
 
 /* Sets fd[i]'s interest from the state: EV_READ while its direction may read (no EOF, holds
- * nothing), EV_WRITE while the other direction holds bytes for it. Touches the event (two
- * epoll_ctl calls) only when that changed or <force>. 0, or -1 if event_add failed. */
+ * nothing), EV_WRITE while the other direction holds bytes for it. Touches the event (one
+ * epoll_ctl at the next dispatch) only when that changed; <force> re-arms its timeout. 0, or
+ * -1 if event_add failed. */
 static int tunnel_watch(struct sl_tunnel *t, int i, bool force)
 {
     const struct tun_dir *d = &t->dir[i];
@@ -726,8 +727,12 @@ static int tunnel_watch(struct sl_tunnel *t, int i, bool force)
         want |= EV_WRITE;
     if (i == 0 && (t->tls_want & TLS_WR_WANTS_READ))
         want |= EV_READ;
-    if (want == t->interest[i] && !force)
-        return 0;
+    if (want == t->interest[i]) {
+        if (!force)
+            return 0;
+        /* Only the timeout changed: event_add reschedules it and leaves epoll alone. */
+        return event_add(&t->ev[i], (t->flags & TUN_F_TMO) ? &t->tmo : NULL);
+    }
     if (t->interest[i] != -1)
         event_del(&t->ev[i]);
     t->interest[i] = -1;

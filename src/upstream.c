@@ -560,12 +560,14 @@ static void to_tunnel(struct sl_conn *c, size_t head_len)
         c->cb = NULL;
     } else
         bufferevent_setfd(c->cb, -1);
-    bufferevent_setfd(c->ub, -1);
     c->cfd = c->ufd = -1;
     c->ssl = NULL;
     c->counted = false;
     t = sl_tunnel_new(w->base, w->pipes, &w->tunnels, cfd, ssl, ufd, evbuffer_pullup(uout, -1),
                       to_target, evbuffer_pullup(cout, -1), to_client, idle, tunnel_done, x);
+    /* The target's bufferevent lets go of the fd only now that the tunnel watches it: libevent
+     * sees the fd stay watched for reading and leaves epoll alone (one epoll_ctl saved). */
+    bufferevent_setfd(c->ub, -1);
     if (!t) {
         atomic_fetch_sub_explicit(&x->state->active, 1, memory_order_relaxed);
         sl_gen_unref(x->gen);

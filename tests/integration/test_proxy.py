@@ -387,6 +387,49 @@ class Tunnel(ProxyTest):
             else:
                 self.assertClosedPromptly(c.conn)
 
+    def test_bytes_waiting_at_accept(self):
+        """Connections whose bytes are in the socket before sluice accepts them (it is held
+        with SIGSTOP), which sluice reads at accept instead of waiting for epoll: a whole
+        request, an upgrade with a frame behind it, half a head (the rest comes later), a
+        client already gone and one that reset. Then all of them again, sent after accept."""
+        b = self.bench("b1")
+        s = self.simple(b.port)
+        for held in (True, False):
+            with self.subTest(held=held):
+                ws_done = []
+
+                def upgrade():
+                    with WSClient(Conn.connect(s.port)) as c:
+                        c.handshake("/ws", extra=wskit.encode_frame(OP_TEXT, "early"))
+                        self.assertEqual(c.recv_message(), (OP_TEXT, b"early"))
+                        ws_echo_check(self, c, (5, 70000))
+                        ws_done.append(True)
+                if held:
+                    s.signal(signal.SIGSTOP)
+                try:
+                    whole = Conn.connect(s.port)
+                    self.addCleanup(whole.close)
+                    whole.send(request_bytes("GET", "/whole"))
+                    half = Conn.connect(s.port)
+                    self.addCleanup(half.close)
+                    half.send(b"GET /half HTTP/1.1\r\nHo")
+                    Conn.connect(s.port).close()
+                    Conn.connect(s.port).reset()
+                    th = threading.Thread(target=upgrade)
+                    th.start()
+                    time.sleep(0.3)
+                finally:
+                    if held:
+                        s.signal(signal.SIGCONT)
+                r = read_response(whole)
+                self.assertEqual((r.status, served_by(r)), (200, "b1"), r)
+                half.send(b"st: x\r\n\r\n")
+                r = read_response(half)
+                self.assertEqual(r.status, 200, r)
+                th.join(PROMPT * 2)
+                self.assertEqual(ws_done, [True], "the upgrade did not complete")
+                self.assertTrue(s.alive())
+
     def test_plain_request_then_upgrade_on_one_connection(self):
         b = self.bench("b1")
         s = self.simple(b.port)

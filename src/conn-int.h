@@ -92,5 +92,8 @@ int upstream_build_head(struct sl_conn *c, const struct sl_http_head *h);
 void conn_log_start(struct evbuffer *b, const char *type);
 /* Appends s to an access-log line as a JSON string (quoted, escaped). */
 void conn_json_str(struct evbuffer *b, const char *s, size_t n);
+struct sl_tls_note;
+/* Appends ,"tls":{...} (version, cipher, resumed, sni) to an access-log line. */
+void conn_log_tls(struct evbuffer *b, const struct sl_tls_note *n);
 
 #endif

@@ -358,6 +358,17 @@ void conn_json_str(struct evbuffer *b, const char *s, size_t n)
     evbuffer_add(b, "\"", 1);
 }
 
+void conn_log_tls(struct evbuffer *b, const struct sl_tls_note *n)
+{
+    evbuffer_add_printf(b, ",\"tls\":{\"version\":\"%s\",\"cipher\":\"%s\",\"resumed\":%s,\"sni\":",
+                        n->version, n->cipher, n->resumed ? "true" : "false");
+    if (n->sni[0])
+        conn_json_str(b, n->sni, strlen(n->sni));
+    else
+        evbuffer_add(b, "null", 4);
+    evbuffer_add(b, "}", 1);
+}
+
 void conn_log_start(struct evbuffer *b, const char *type)
 {
     char ts[SL_ISO_LEN];
@@ -413,6 +424,12 @@ void front_log_request(struct sl_conn *c, const char *action)
         evbuffer_add_printf(b, ",\"tries\":%u", c->tried.n);
     if (c->err != SL_ERR_NONE)
         evbuffer_add_printf(b, ",\"error\":\"%s\"", sl_err_str(c->err));
+    if (c->ssl && c->tls_up) {
+        struct sl_tls_note n;
+
+        sl_tls_note(c->ssl, &n);
+        conn_log_tls(b, &n);
+    }
     evbuffer_add(b, "}", 1);
     sl_log_access((const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
     evbuffer_free(b);

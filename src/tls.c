@@ -761,3 +761,13 @@ const char *sl_tls_sni(const SSL *ssl)
 {
     return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 }
+
+void sl_tls_note(const SSL *ssl, struct sl_tls_note *out)
+{
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+    out->version = SSL_get_version(ssl);
+    out->cipher = SSL_get_cipher_name(ssl);
+    out->resumed = SSL_session_reused(ssl);
+    snprintf(out->sni, sizeof(out->sni), "%s", sni ? sni : "");
+}

@@ -387,6 +387,7 @@ struct tunnel_ctx {
     uint16_t peer_port;
     uint64_t flushed_up, flushed_down; /* bytes already added to the shared counters */
     uint64_t close_at_ms;              /* monotonic; 0 = none: its target was removed */
+    struct sl_tls_note *tls;           /* wss: for the access log; else NULL */
 };
 
 /* Adds what a tunnel moved since the last flush to its worker's and its target's counters:
@@ -553,6 +554,8 @@ static void to_tunnel(struct sl_conn *c, size_t head_len)
                              .peer_port = c->peer_port,
                              .flushed_up = http_up,
                              .flushed_down = http_part};
+    if (ssl && sl_log_access_on() && (x->tls = malloc(sizeof(*x->tls))))
+        sl_tls_note(ssl, x->tls);
     /* The tunnel owns the fds, the TLS session and the target's active count from here on. */
     if (ssl) {
         sl_tls_detach(c->cb);
@@ -571,6 +574,7 @@ static void to_tunnel(struct sl_conn *c, size_t head_len)
     if (!t) {
         atomic_fetch_sub_explicit(&x->state->active, 1, memory_order_relaxed);
         sl_gen_unref(x->gen);
+        free(x->tls);
         free(x);
     } else {
         sl_stat_add(&w->stats->tunnels_total, 1);
@@ -599,16 +603,20 @@ static void tunnel_done(struct sl_tunnel *t, const struct sl_tunnel_info *info, 
                             sl_addr_format_port(&x->target->addr, x->target->port, tgt));
         conn_json_str(b, x->rule->name ? x->rule->name : "", x->rule->name ? strlen(x->rule->name) : 0);
         evbuffer_add_printf(b, ",\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%.3f,"
-                            "\"spliced\":%s,\"end\":\"%s\"}",
+                            "\"spliced\":%s,\"end\":\"%s\"",
                             (unsigned long long)info->bytes_up,
                             (unsigned long long)info->bytes_down,
                             (double)info->duration_us / 1e3, info->spliced ? "true" : "false",
                             sl_err_str(info->end));
+        if (x->tls)
+            conn_log_tls(b, x->tls);
+        evbuffer_add(b, "}", 1);
         sl_log_access((const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
         evbuffer_free(b);
     }
     atomic_fetch_sub_explicit(&x->state->active, 1, memory_order_relaxed);
     sl_gen_unref(x->gen);
+    free(x->tls);
     free(x);
     /* The tunnel has left the list by now (its count is what check_done reads). */
     sl_worker_check_done(w);

@@ -82,4 +82,13 @@ const char *sl_tls_version(const struct ssl_st *ssl);
 const char *sl_tls_cipher(const struct ssl_st *ssl);
 const char *sl_tls_sni(const struct ssl_st *ssl);
 
+/* What the access log says of a TLS connection. Kept apart from the SSL because a tunnel
+ * logs at its end, after its SSL is freed: version and cipher are OpenSSL's static names. */
+struct sl_tls_note {
+    const char *version, *cipher;
+    bool resumed;
+    char sni[256]; /* "" if the client sent none */
+};
+void sl_tls_note(const struct ssl_st *ssl, struct sl_tls_note *out);
+
 #endif

@@ -865,6 +865,49 @@ class Resumption(TlsTest):
                 self.assertTrue(info["reused"], "TLS %s session not resumed after SIGHUP" % v)
 
 
+class AccessLog(TlsTest):
+    def test_tls_fields(self):
+        """Requests and tunnels over TLS say how: version, cipher, resumed, SNI; a plain
+        listener's lines have no "tls" at all."""
+        b = self.bench("b1")
+        plain_port = wskit.free_port()
+        cfg = self.tls_config(wskit.free_port(), [forward("tg")], [group("tg", [target(b.port)])],
+                              {"cert-a": self.entry("a")})
+        self.add_plain_twin(cfg, plain_port)
+        s = self.sluice(cfg)
+        ctx = self.ca_ctx("1.3")
+        r, info = tlskit.https(s.port, ctx, path="/full", sni="a.test")
+        self.assertEqual(r.status, 200)
+        r, _ = tlskit.https(s.port, ctx, path="/again", sni="a.test", session=info["session"])
+        self.assertEqual(r.status, 200)
+        r, _ = tlskit.https(s.port, self.ca_ctx("1.2"), path="/nosni", sni=None)
+        self.assertEqual(r.status, 200)
+        with tlskit.ws_open(s.port, self.ca_ctx("1.3"), "/wss", "a.test") as c:
+            ws_echo_check(self, c, (10,))
+            c.send_close(1000)
+            c.recv_close()
+        self.assertEqual(wskit.http(plain_port, path="/plain").status, 200)
+
+        def lines():
+            return wskit.read_json_lines(s.stdout_text())[0]
+        ok = wskit.wait_until(lambda: any(x.get("type") == "tunnel" for x in lines()), PROMPT)
+        self.assertTrue(ok, "no tunnel line:\n" + s.stdout_text())
+        by_path = {x["path"]: x for x in lines() if x.get("type") == "http"}
+        tunnel = [x for x in lines() if x.get("type") == "tunnel"][0]
+        want = {"/full": ("TLSv1.3", False, "a.test"), "/again": ("TLSv1.3", True, "a.test"),
+                "/nosni": ("TLSv1.2", False, None), "/wss": ("TLSv1.3", False, "a.test")}
+        for path, (version, resumed, sni) in want.items():
+            with self.subTest(path=path):
+                tls = by_path[path].get("tls")
+                self.assertIsNotNone(tls, by_path[path])
+                self.assertEqual((tls["version"], tls["resumed"], tls["sni"]),
+                                 (version, resumed, sni), tls)
+                self.assertRegex(tls["cipher"], r"^[A-Z0-9_-]+$")
+        self.assertEqual(by_path["/wss"]["status"], 101)
+        self.assertEqual(tunnel.get("tls"), by_path["/wss"]["tls"], tunnel)
+        self.assertNotIn("tls", by_path["/plain"])
+
+
 class Ocsp(TlsTest):
     def test_ocsp_stapling(self):
         """cert-a staples the file its "ocsp" names; cert-b the <cert>.ocsp beside it; cert-wild

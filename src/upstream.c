@@ -602,12 +602,12 @@ static void tunnel_done(struct sl_tunnel *t, const struct sl_tunnel_info *info, 
                             sl_addr_format_port(&x->ln->addr, x->ln->port, lst),
                             sl_addr_format_port(&x->target->addr, x->target->port, tgt));
         conn_json_str(b, x->rule->name ? x->rule->name : "", x->rule->name ? strlen(x->rule->name) : 0);
-        evbuffer_add_printf(b, ",\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%.3f,"
+        evbuffer_add_printf(b,
+                            ",\"bytes_up\":%llu,\"bytes_down\":%llu,\"duration_ms\":%.3f,"
                             "\"spliced\":%s,\"end\":\"%s\"",
                             (unsigned long long)info->bytes_up,
-                            (unsigned long long)info->bytes_down,
-                            (double)info->duration_us / 1e3, info->spliced ? "true" : "false",
-                            sl_err_str(info->end));
+                            (unsigned long long)info->bytes_down, (double)info->duration_us / 1e3,
+                            info->spliced ? "true" : "false", sl_err_str(info->end));
         if (x->tls)
             conn_log_tls(b, x->tls);
         evbuffer_add(b, "}", 1);

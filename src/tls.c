@@ -526,11 +526,25 @@ static void tls_free(void *p)
     free(t);
 }
 
+/* An entry no forwarding rule uses yet (a sync may bring its rule later): loaded all the same,
+ * so that a wrong file shows now, as a warning rather than an error that refuses the config. */
+static void check_unused(struct sl_diags *d, struct tls_cert *c)
+{
+    struct sl_diags u;
+
+    sl_diags_init(&u, d->origin);
+    load_cert(&u, c);
+    for (size_t i = 0; i < u.n; i++)
+        sl_diag_add(d, SL_DIAG_WARNING, u.v[i].line, u.v[i].col, u.v[i].path,
+                    "%s (no forwarding rule uses this entry yet)", u.v[i].msg);
+    sl_diags_deinit(&u);
+}
+
 int sl_tls_attach(struct sl_config *cfg, struct sl_diags *d)
 {
     const struct sl_local *l = &cfg->local;
     struct sl_tls *t;
-    bool any = false, ok = true;
+    bool any = l->n_certificates > 0, ok = true;
     size_t i, k, j;
 
     for (i = 0; i < cfg->n_frules; i++)
@@ -548,18 +562,19 @@ int sl_tls_attach(struct sl_config *cfg, struct sl_diags *d)
     t->n_rules = cfg->n_frules;
     cfg->tls = t;
     cfg->tls_free = tls_free;
-    /* Each entry a rule uses is loaded once, in sluice.certificates order. */
+    /* Each entry is loaded once, in sluice.certificates order. */
     for (k = 0; k < l->n_certificates; k++) {
+        bool used = false;
+
         for (i = 0; i < cfg->n_frules; i++)
             for (j = 0; j < cfg->frules[i].n_server_certificates; j++)
-                if (!strcmp(cfg->frules[i].server_certificates[j], l->certificates[k].ref))
-                    goto used;
-        continue;
-    used:
+                used |= !strcmp(cfg->frules[i].server_certificates[j], l->certificates[k].ref);
         t->certs[k].ref = &l->certificates[k];
-        if (load_cert(d, &t->certs[k]) != 0)
-            ok = false;
         t->n_certs = k + 1;
+        if (!used)
+            check_unused(d, &t->certs[k]);
+        else if (load_cert(d, &t->certs[k]) != 0)
+            ok = false;
     }
     for (i = 0; i < cfg->n_frules && ok; i++) {
         const struct sl_forwarding_rule *f = &cfg->frules[i];

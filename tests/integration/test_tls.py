@@ -428,6 +428,29 @@ class Check(TlsTest):
                                    ["--strict"], "strict")
         self.assertEqual(rc, 0, out)
 
+    def test_unused_entries_are_checked_as_warnings(self):
+        """An entry no rule uses yet (a sync may bring the rule) is loaded all the same: its
+        problems are warnings at its position, so `check` passes, `check --strict` fails and
+        `run` serves the rules that are right."""
+        certs = {"cert-a": self.entry("a"),
+                 "spare": {"cert": "nowhere.pem", "key": self.entry("a")["key"]},
+                 "old": self.entry("expired")}
+        cfg = self.cfg(certs, ["cert-a"])
+        rc, out, text, _ = self.check(cfg)
+        self.assertEqual(rc, 0, out)
+        d = self.assertDiag(out, 'sluice.certificates.spare.cert', text, "cert", "nowhere.pem",
+                            ("nowhere.pem", "no forwarding rule uses this entry"), "warning")
+        d = self.assertDiag(out, 'sluice.certificates.old.cert', text, "cert",
+                            self.entry("expired")["cert"], ("expired",), "warning")
+        self.assertEqual([x for x in diags(out) if not x["msg"].startswith("warning:")], [], out)
+        rc, out, _, _ = self.check(cfg, ["--strict"], "strict")
+        self.assertNotEqual(rc, 0, out)
+        py = self.pyback("p1")
+        s = self.simple_tls(py.port, certs, ["cert-a"])
+        r, info = tlskit.https(s.port, self.ca_ctx(), path="/", sni="a.test")
+        self.assertEqual(r.status, 200)
+        self.assertIn("no forwarding rule uses this entry", s.stderr_text())
+
     def test_absolute_file_names(self):
         c, k = CERTS["a"]
         rc, out, _, _ = self.check(self.cfg({"abs": {"cert": c, "key": k}}))

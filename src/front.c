@@ -29,7 +29,6 @@ static void on_write(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
 static void on_timer(int fd, short what, void *arg);
 static void process(struct sl_conn *c);
-static void read_at_once(struct sl_conn *c);
 
 static const char *reason(int status)
 {
@@ -115,6 +114,36 @@ static void client_bev_setup(struct sl_conn *c)
     bufferevent_set_timeouts(c->cb, &tv, &tv);
 }
 
+/* HOT: the first read. The request is usually there as the connection is accepted (a client
+ * sends it right behind the handshake), so it is read now, as HAProxy does, not after a round
+ * through epoll: that saves the round and libevent's FIONREAD, and since the read interest
+ * added at accept is taken back in the same pass when the request goes to a target, the
+ * changelist never passes either to epoll (an upgrade's client socket is first registered by
+ * its tunnel). Nothing there yet costs one recv() that says EAGAIN. */
+static void read_at_once(struct sl_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->cb);
+    struct evbuffer_iovec v;
+    ssize_t n;
+
+    /* A socket bufferevent's input only takes bytes while libevent reads into it. */
+    evbuffer_unfreeze(in, 0);
+    if (evbuffer_reserve_space(in, EARLY_READ, &v, 1) < 1) {
+        evbuffer_freeze(in, 0);
+        return;
+    }
+    n = recv(c->cfd, v.iov_base, v.iov_len, 0);
+    if (n > 0) {
+        v.iov_len = (size_t)n;
+        evbuffer_commit_space(in, &v, 1);
+    }
+    evbuffer_freeze(in, 0);
+    if (n > 0)
+        process(c);
+    else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        front_close(c); /* closed (a port probe) or reset before a byte was sent */
+}
+
 static void conn_new(struct sl_listener *ln, int fd, const struct sockaddr_storage *ss)
 {
     struct sl_worker *w = ln->w;
@@ -170,37 +199,7 @@ fail:
     close(fd);
 }
 
-/* HOT: accept. The request is usually there as the connection is accepted (a client sends it
- * right behind the handshake), so it is read now, as HAProxy does, not after a round through
- * epoll: that saves the round and libevent's FIONREAD, and since the read interest added at
- * accept is taken back in the same pass when the request goes to a target, the changelist
- * never passes either to epoll (an upgrade's client socket is first registered by its
- * tunnel). Nothing there yet costs one recv() that says EAGAIN. */
-static void read_at_once(struct sl_conn *c)
-{
-    struct evbuffer *in = bufferevent_get_input(c->cb);
-    struct evbuffer_iovec v;
-    ssize_t n;
-
-    /* A socket bufferevent's input only takes bytes while libevent reads into it. */
-    evbuffer_unfreeze(in, 0);
-    if (evbuffer_reserve_space(in, EARLY_READ, &v, 1) < 1) {
-        evbuffer_freeze(in, 0);
-        return;
-    }
-    n = recv(c->cfd, v.iov_base, v.iov_len, 0);
-    if (n > 0) {
-        v.iov_len = (size_t)n;
-        evbuffer_commit_space(in, &v, 1);
-    }
-    evbuffer_freeze(in, 0);
-    if (n > 0)
-        process(c);
-    else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        front_close(c); /* closed (a port probe) or reset before a byte was sent */
-    }
-}
-
+/* HOT: accept */
 void sl_front_on_accept(int fd, short what, void *arg)
 {
     struct sl_listener *ln = arg;

@@ -762,21 +762,6 @@ void sl_tls_get_stats(struct sl_tls_stats *out)
     out->ktls_recv = atomic_load_explicit(&stats.ktls_recv, memory_order_relaxed);
 }
 
-const char *sl_tls_version(const SSL *ssl)
-{
-    return SSL_get_version(ssl);
-}
-
-const char *sl_tls_cipher(const SSL *ssl)
-{
-    return SSL_get_cipher_name(ssl);
-}
-
-const char *sl_tls_sni(const SSL *ssl)
-{
-    return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-}
-
 void sl_tls_note(const SSL *ssl, struct sl_tls_note *out)
 {
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);

@@ -148,14 +148,15 @@ static size_t pp2_tlv(uint8_t *p, uint8_t type, const char *v, size_t n)
  * for, so "verify" is non-zero (not verified). */
 static size_t pp2_ssl_tlvs(const struct sl_conn *c, uint8_t *out)
 {
-    const char *sni = sl_tls_sni(c->ssl), *ver = sl_tls_version(c->ssl);
-    const char *cipher = sl_tls_cipher(c->ssl);
-    size_t n = 0, vl = ver ? strnlen(ver, 64) : 0, cl = cipher ? strnlen(cipher, 128) : 0;
-    size_t sub;
+    struct sl_tls_note t;
+    size_t n = 0, vl, cl, sub;
 
+    sl_tls_note(c->ssl, &t);
+    vl = t.version ? strnlen(t.version, 64) : 0;
+    cl = t.cipher ? strnlen(t.cipher, 128) : 0;
     n += pp2_tlv(out + n, PP2_TYPE_ALPN, "http/1.1", 8);
-    if (sni)
-        n += pp2_tlv(out + n, PP2_TYPE_AUTHORITY, sni, strnlen(sni, 255));
+    if (t.sni[0])
+        n += pp2_tlv(out + n, PP2_TYPE_AUTHORITY, t.sni, strlen(t.sni));
     sub = 5 + (vl ? 3 + vl : 0) + (cl ? 3 + cl : 0);
     out[n] = PP2_TYPE_SSL;
     out[n + 1] = (uint8_t)(sub >> 8);
@@ -164,9 +165,9 @@ static size_t pp2_ssl_tlvs(const struct sl_conn *c, uint8_t *out)
     memcpy(out + n + 4, "\0\0\0\1", 4); /* verify, big-endian: 1 = no certificate */
     n += 8;
     if (vl)
-        n += pp2_tlv(out + n, PP2_SUBTYPE_SSL_VERSION, ver, vl);
+        n += pp2_tlv(out + n, PP2_SUBTYPE_SSL_VERSION, t.version, vl);
     if (cl)
-        n += pp2_tlv(out + n, PP2_SUBTYPE_SSL_CIPHER, cipher, cl);
+        n += pp2_tlv(out + n, PP2_SUBTYPE_SSL_CIPHER, t.cipher, cl);
     return n;
 }
 

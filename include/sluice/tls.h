@@ -76,16 +76,11 @@ struct sl_tls_stats {
 };
 void sl_tls_get_stats(struct sl_tls_stats *out);
 
-/* For the PROXY protocol v2 SSL TLV: the negotiated version ("TLSv1.3") and cipher, and the
- * SNI the client sent (NULL if none). */
-const char *sl_tls_version(const struct ssl_st *ssl);
-const char *sl_tls_cipher(const struct ssl_st *ssl);
-const char *sl_tls_sni(const struct ssl_st *ssl);
-
-/* What the access log says of a TLS connection. Kept apart from the SSL because a tunnel
- * logs at its end, after its SSL is freed: version and cipher are OpenSSL's static names. */
+/* What the PROXY protocol v2 SSL TLVs and the access log say of a TLS connection. Kept apart
+ * from the SSL because a tunnel logs at its end, after its SSL is freed: version and cipher
+ * are OpenSSL's static names. */
 struct sl_tls_note {
-    const char *version, *cipher;
+    const char *version, *cipher; /* "TLSv1.3", "TLS_AES_256_GCM_SHA384" */
     bool resumed;
     char sni[256]; /* "" if the client sent none */
 };

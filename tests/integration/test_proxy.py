@@ -166,6 +166,17 @@ class ProxyTest(unittest.TestCase):
         self.assertIsNotNone(how, "%s still open %.0f s later" % (what, timeout))
         return how
 
+    def closeTunnel(self, c):
+        """The close handshake on tunnel <c>, then the connection closes."""
+        c.send_close(1000)
+        self.assertEqual(c.recv_close()[0], 1000)
+        self.assertClosedPromptly(c)
+
+    def assertExitsOnceTunnelsClosed(self, s):
+        """<s>, stopping on SIGTERM, exits 0 now that its last tunnel is gone."""
+        rc = s.wait(PROMPT)
+        self.assertEqual(rc, 0, "exit status once the last tunnel closed (None: still running)")
+
     def assertOneLineBody(self, resp):
         body = resp.body.decode("utf-8", "replace")
         self.assertTrue(body.strip(), "empty body: %r" % resp)
@@ -1354,11 +1365,8 @@ class Shutdown(ProxyTest):
                              "tunnel stopped working after SIGTERM")
             time.sleep(0.2)
         self.assertTrue(s.alive(), "exited with a tunnel open")
-        c.send_close(1000)
-        self.assertEqual(c.recv_close()[0], 1000)
-        self.assertClosedPromptly(c)
-        rc = s.wait(PROMPT)
-        self.assertEqual(rc, 0, "exit status once the last tunnel closed (None: still running)")
+        self.closeTunnel(c)
+        self.assertExitsOnceTunnelsClosed(s)
 
     def test_sigterm_drain_timeout(self):
         b = self.bench("b1")

@@ -1731,11 +1731,8 @@ class Shutdown(TlsTest):
             self.assertEqual(tls_echo(c, OP_BINARY, pattern(70000)),
                              (OP_BINARY, pattern(70000)), "tunnel %d after SIGTERM" % i)
             self.assertTrue(s.alive(), "exited with tunnels open")
-            c.send_close(1000)
-            self.assertEqual(c.recv_close()[0], 1000)
-            self.assertClosedPromptly(c)
-        rc = s.wait(PROMPT)
-        self.assertEqual(rc, 0, "exit status once the last tunnel closed (None: running)")
+            self.closeTunnel(c)
+        self.assertExitsOnceTunnelsClosed(s)
 
     def test_sigterm_idle_https_and_pending_handshake_do_not_hold_exit(self):
         """An idle HTTPS keep-alive connection and a handshake that is not done do not make

@@ -231,13 +231,8 @@ def conn(port, ctx, sni=None, session=None, timeout=TIMEOUT, bufsize=None):
 
 def ws_open(port, ctx, path="/", sni=None, timeout=TIMEOUT, bufsize=None, **kw):
     """wskit.WSClient over TLS: the upgrade is sent and the 101 checked."""
-    c = wskit.WSClient(conn(port, ctx, sni, timeout=timeout, bufsize=bufsize))
-    try:
-        c.handshake(path, timeout=timeout, **kw)
-    except BaseException:
-        c.close()
-        raise
-    return c
+    return wskit.WSClient.over(conn(port, ctx, sni, timeout=timeout, bufsize=bufsize), path,
+                               timeout, **kw)
 
 
 def https(port, ctx, method="GET", path="/", headers=(), body=None, sni=None, session=None,

@@ -707,7 +707,13 @@ class WSClient:
 
     @classmethod
     def open(cls, port, path="/", src=None, timeout=DEFAULT_TIMEOUT, **kw):
-        c = cls(Conn.connect(port, src=src, timeout=timeout))
+        return cls.over(Conn.connect(port, src=src, timeout=timeout), path, timeout, **kw)
+
+    @classmethod
+    def over(cls, conn, path="/", timeout=DEFAULT_TIMEOUT, **kw):
+        """A client on <conn> (plain or TLS) once the upgrade is sent and its 101 checked;
+        <conn> is closed if that fails."""
+        c = cls(conn)
         try:
             c.handshake(path, timeout=timeout, **kw)
         except BaseException:

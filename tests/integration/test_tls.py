@@ -36,7 +36,7 @@ import promparse  # noqa: E402
 import test_proxy  # noqa: E402
 import tlskit  # noqa: E402
 import wskit  # noqa: E402
-from backends import BenchServer, pattern  # noqa: E402
+from backends import pattern  # noqa: E402
 from test_proxy import PROMPT, ProxyTest  # noqa: E402
 from wskit import (OP_BINARY, OP_TEXT, WSClient, config, forward, group,  # noqa: E402
                    read_response, request_bytes, target)
@@ -202,15 +202,6 @@ class TlsTest(ProxyTest):
             except wskit.HarnessError as e:
                 self.fail(str(e))
         return p
-
-    def bench(self, name="bench"):
-        b = BenchServer(test_proxy.SLUICE_BENCH, self.tmp, name)
-        self.procs.append(b.proc)
-        try:
-            b.start()
-        except wskit.HarnessError as e:
-            self.fail(str(e))
-        return b
 
     def simple_tls(self, backend_port, certs=None, order=None, proxy=None, **local):
         """sluice forwarding everything over TLS to one target; certificate "cert-a" (a.test)

@@ -167,6 +167,10 @@ static void conn_new(struct sl_listener *ln, int fd, const struct sockaddr_stora
         goto fail;
     /* Responses are written whole; small ones must not wait for Nagle. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* A TLS handshake can end on the client's flight (a resumed TLS 1.2 session) with no
+     * answer of ours to carry the ACK its request may wait for. */
+    if (c->ssl)
+        conn_quickack(fd);
     c->gen = sl_gen_ref(ln->gen);
     c->cfg = c->gen->cfg;
     client_bev_setup(c);
@@ -584,6 +588,11 @@ static int handle_head(struct sl_conn *c)
 
     rc = sl_http_parse_head(data, n, &h);
     if (rc == SL_AGAIN) {
+        /* A head in pieces: its sender may be waiting on our ACK (Nagle) for the rest. */
+        if (!(c->flags & CF_QUICKACK)) {
+            c->flags |= CF_QUICKACK;
+            conn_quickack(c->cfd);
+        }
         if (!(c->flags & CF_HEAD_TIMER)) {
             c->flags |= CF_HEAD_TIMER;
             set_timer(c, c->cfg->local.header_timeout_ms);
@@ -635,6 +644,11 @@ static int handle_head(struct sl_conn *c)
     }
     evbuffer_drain(in, h.head_len);
     sl_http_body_init(&c->reqb, h.body, h.content_length);
+    /* A body may come in pieces too, and its answer only after its end. */
+    if (h.body != SL_BODY_NONE && !(c->flags & CF_QUICKACK)) {
+        c->flags |= CF_QUICKACK;
+        conn_quickack(c->cfd);
+    }
     c->state = CS_CONNECT;
     /* The body (and, for an upgrade, any early WebSocket frames) waits in the input. */
     bufferevent_disable(c->cb, EV_READ);

@@ -593,7 +593,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 static void check_start(struct checker *c)
 {
     c->status = 0;
-    c->fd = sl_source_connect(&c->h->src, &c->target->addr, c->target->port);
+    c->fd = sl_source_connect(&c->h->src, &c->target->addr, c->target->port, false);
     if (c->fd == -1) {
         int e = errno;
 

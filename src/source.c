@@ -67,7 +67,8 @@ enum sl_err sl_connect_err(int e)
     }
 }
 
-int sl_source_connect(const struct sl_source *src, const struct sl_addr *addr, uint16_t port)
+int sl_source_connect(const struct sl_source *src, const struct sl_addr *addr, uint16_t port,
+                      bool sends_first)
 {
     struct sockaddr_storage ss;
     socklen_t len = sl_addr_to_sockaddr(addr, port, &ss);
@@ -87,6 +88,10 @@ int sl_source_connect(const struct sl_source *src, const struct sl_addr *addr, u
         if (bind(fd, (struct sockaddr *)&sa, sl) == -1)
             goto fail;
     }
+    /* Delayed ACKs from the start: the handshake's last ACK waits for our first bytes and
+     * goes out with them, one packet fewer per connection. */
+    if (sends_first)
+        setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &(int){0}, sizeof(int));
     if (connect(fd, (struct sockaddr *)&ss, len) == -1 && errno != EINPROGRESS)
         goto fail;
     return fd;

@@ -282,7 +282,7 @@ static int connect_target(struct sl_conn *c)
     const struct sl_target *t = c->pick.target;
     uint32_t ms = c->cfg->local.connect_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    int fd = sl_source_connect(&c->w->source, &t->addr, t->port);
+    int fd = sl_source_connect(&c->w->source, &t->addr, t->port, true);
 
     if (fd == -1) {
         connect_failed(c, sl_connect_err(errno));
@@ -756,6 +756,13 @@ static void on_write(struct bufferevent *bev, void *arg)
     struct sl_conn *c = arg;
 
     (void)bev;
+    /* The request (its head, at least) is out with the handshake's ACK: back to quick ACKs
+     * before the answer comes, so a 101 followed by frames is not held by a Nagle target
+     * waiting on our ACK. */
+    if (!(c->flags & CF_UP_QUICKACK)) {
+        c->flags |= CF_UP_QUICKACK;
+        conn_quickack(c->ufd);
+    }
     /* The target took the body bytes waiting for it: read more from the client. */
     if (c->state == CS_FORWARD && !(c->flags & CF_REQ_DONE))
         front_pump_request_body(c);

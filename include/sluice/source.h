@@ -20,9 +20,13 @@ struct sl_source {
 void sl_source_find(const struct sl_config *cfg, struct sl_source *src, bool log);
 
 /* Starts a non-blocking TCP connect to <addr>:<port> from <src>'s address of that family (if
- * any), with TCP_NODELAY. Returns the socket (the connect is under way or done), or -1 with
- * errno set (ECONNREFUSED, EMFILE, EADDRNOTAVAIL, ...) and nothing left open. */
-int sl_source_connect(const struct sl_source *src, const struct sl_addr *addr, uint16_t port);
+ * any), with TCP_NODELAY. <sends_first>: the caller writes as soon as the connect completes,
+ * so the socket starts with delayed ACKs (TCP_QUICKACK 0) and the handshake's last ACK leaves
+ * with those bytes; the caller turns quick ACKs back on once they are out. Returns the socket
+ * (the connect is under way or done), or -1 with errno set (ECONNREFUSED, EMFILE,
+ * EADDRNOTAVAIL, ...) and nothing left open. */
+int sl_source_connect(const struct sl_source *src, const struct sl_addr *addr, uint16_t port,
+                      bool sends_first);
 
 /* What a connect's errno says: SL_ERR_CONNECT_REFUSED, SL_ERR_CONNECT_TIMEOUT,
  * SL_ERR_RESOURCES (our own shortage of fds, ports or memory: not the target's fault, so no

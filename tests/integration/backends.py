@@ -15,12 +15,16 @@ receives, per connection, and behaves according to the request path:
                              101, then echoes messages (ping -> pong, close -> close with the
                              same code; text "close CODE REASON" -> server-initiated close)
     upgrade /ws/hello        101 and a text frame "hello from NAME" in the same send(), then echo
+    upgrade /ws/hello-split  the same, the frame in a second send() (Nagle holds it until the
+                             101 is ACKed: the sockets here keep Nagle on)
     upgrade /ws/403          403 Forbidden with body "forbidden by NAME\\n"
     upgrade /ws/ext          101 echoing the offered Sec-WebSocket-Protocol (first) and
                              Sec-WebSocket-Extensions (as offered), then echo
     upgrade /ws/halfclose    101, then reads raw bytes until EOF, then sends back
                              "got N bytes" and closes
     upgrade /ws/reset        101, then on the first byte received closes with an RST
+    upgrade /ws/finfirst     101, then once the test sets conn.go: sends "bye" and its FIN
+                             ("fin-sent"), and reads raw bytes until EOF ("eof")
 
 A connection that starts with a PROXY protocol v1 line or v2 block has it parsed and stored
 (conn.proxy) before the HTTP request is read.
@@ -79,6 +83,7 @@ class BackendConn:
         self.proxy = None         # the PROXY header bytes, if any
         self.requests = []        # Request objects, in order
         self.events = []          # free-form notes ("ws-open", "eof", ...)
+        self.go = threading.Event()  # /ws/finfirst: the test's signal to send and shut
         self.closed = threading.Event()
 
 
@@ -331,10 +336,22 @@ class PyBackend:
                 "X-Served-By: %s" % self.name]
         head += ["%s: %s" % kv for kv in extra]
         out = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        hello = encode_frame(OP_TEXT, "hello from %s" % self.name, mask=False)
         if path == "/ws/hello":
-            out += encode_frame(OP_TEXT, "hello from %s" % self.name, mask=False)
+            out += hello
         c.sock.sendall(out)
+        if path == "/ws/hello-split":
+            c.sock.sendall(hello)
         c.events.append("ws-open")
+        if path == "/ws/finfirst":
+            c.go.wait(30)
+            c.sock.sendall(b"bye")
+            c.sock.shutdown(socket.SHUT_WR)
+            c.events.append("fin-sent")
+            while r.fill():
+                pass
+            c.events.append("eof")
+            return
         if path == "/ws/halfclose":
             while r.fill():
                 pass

@@ -56,6 +56,12 @@ WS_CONDITIONS = [cond_header("Upgrade", "websocket"),
                  cond_header("Connection", "(?i)\\bupgrade\\b", condition="MATCHES")]
 
 
+def tcp_segs_in(sock):
+    """Segments <sock> has received (Linux TCP_INFO tcpi_segs_in)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("I", info, 140)[0]
+
+
 class ProxyTest(unittest.TestCase):
     """Temp dir, process bookkeeping and failure diagnostics for every test."""
 
@@ -111,6 +117,25 @@ class ProxyTest(unittest.TestCase):
                 wskit.log(p.tails())
         if problems:
             self.fail("; ".join(problems))
+
+    # processes
+
+    def hold(self, proc):
+        """SIGSTOP <proc> and wait until every thread of it has stopped: from then on, what
+        reaches its sockets waits there for SIGCONT."""
+        proc.signal(signal.SIGSTOP)
+
+        def stopped():
+            try:
+                tasks = os.listdir("/proc/%d/task" % proc.pid)
+                states = []
+                for t in tasks:
+                    with open("/proc/%d/task/%s/stat" % (proc.pid, t)) as f:
+                        states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                return False
+            return all(st == "T" for st in states)
+        self.assertTrue(wskit.wait_until(stopped, PROMPT), "%s did not stop" % proc.name)
 
     # processes
 
@@ -416,7 +441,7 @@ class Tunnel(ProxyTest):
                         ws_echo_check(self, c, (5, 70000))
                         ws_done.append(True)
                 if held:
-                    s.signal(signal.SIGSTOP)
+                    self.hold(s)
                 try:
                     whole = Conn.connect(s.port)
                     self.addCleanup(whole.close)
@@ -464,6 +489,62 @@ class Tunnel(ProxyTest):
             c.conn.sock.shutdown(socket.SHUT_WR)
             data = c.conn.read_to_eof(timeout=PROMPT)
             self.assertEqual(data, b"got 1000 bytes")
+
+    def test_target_fin_with_its_last_bytes(self):
+        """The target sends its last bytes and its FIN, both in before sluice reads (it is
+        held with SIGSTOP): the client gets them in one segment (counted by TCP_INFO), and
+        the tunnel stays half-open: what the client sends after that still reaches the
+        target, and the client's own FIN ends it."""
+        py = self.pyback("p1")
+        s = self.simple(py.port)
+        with WSClient.open(s.port, "/ws/finfirst") as c:
+            wskit.wait_until(lambda: py.conns and "ws-open" in py.conns[-1].events)
+            bc = py.conns[-1]
+            time.sleep(0.3)  # a delayed ACK still owed to the client is out before counting
+            before = tcp_segs_in(c.conn.sock)
+            self.hold(s)
+            try:
+                bc.go.set()
+                self.assertTrue(wskit.wait_until(lambda: "fin-sent" in bc.events))
+                time.sleep(0.1)
+            finally:
+                s.signal(signal.SIGCONT)
+            self.assertEqual(c.conn.read_to_eof(timeout=PROMPT), b"bye")
+            self.assertEqual(tcp_segs_in(c.conn.sock) - before, 1,
+                             "the last bytes and the FIN came in separate segments")
+            c.send_raw(b"after the target's FIN")
+            c.conn.sock.shutdown(socket.SHUT_WR)
+            self.assertTrue(wskit.wait_until(lambda: "eof" in bc.events, PROMPT))
+            self.assertTrue(bytes(bc.raw).endswith(b"after the target's FIN"), bytes(bc.raw))
+
+    def test_nagle_peers_do_not_wait_for_delayed_acks(self):
+        """sluice delays its ACK where its answer follows at once and carries it (a request
+        head, the handshake with the target), and ACKs at once where a peer may be waiting
+        for it: a client whose head comes in two writes, a target that follows its 101 with a
+        frame in a second write. Both peers here keep Nagle on, so a delayed ACK would hold
+        their second write for the kernel's delayed-ACK timer (40 ms or more): each case is
+        run 5 times and its median must stay well under that."""
+        py = self.pyback("p1")
+        s = self.simple(py.port)
+        head = wskit.handshake_bytes(wskit.ws_key(), "/ws/hello-split")
+        split_head, split_target = [], []
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", s.port), timeout=PROMPT)
+            with Conn(sock) as conn:
+                t0 = time.monotonic()
+                conn.send(head[:20])
+                conn.send(head[20:])
+                conn.read_until(b"\r\n\r\n", PROMPT)
+                split_head.append(time.monotonic() - t0)
+                c = WSClient(conn)
+                c.parser.feed(bytes(conn.buf))  # what came behind the 101
+                conn.buf.clear()
+                self.assertEqual(c.recv_message(), (OP_TEXT, b"hello from p1"))
+                split_target.append(time.monotonic() - t0)
+        for what, times in (("a head in two writes", split_head),
+                            ("a 101 and a frame in two writes", split_target)):
+            self.assertLess(sorted(times)[2], 0.025, "%s waited for a delayed ACK: %s"
+                            % (what, ["%.1f ms" % (t * 1000) for t in times]))
 
     def test_reset_propagates(self):
         py = self.pyback("p1")

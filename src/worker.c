@@ -414,6 +414,11 @@ static void *worker_main(void *arg)
     uint64_t one = 1;
 
     event_base_dispatch(w->base);
+    /* A TLS bufferevent defers its callbacks, and a deferred callback still queued holds a
+     * reference to it: one freed in the pass that stopped the loop would outlive the base
+     * (event_base_free cancels such callbacks without running them). This pass lets them
+     * run and drop it; the bufferevents' own callbacks are unset by then. */
+    event_base_loop(w->base, EVLOOP_NONBLOCK);
     if (write(ws->done_fd, &one, sizeof(one)) == -1)
         sl_log(SL_LOG_ERR, "worker %u: cannot report its end: %s", w->id, strerror(errno));
     return NULL;

@@ -167,10 +167,6 @@ static void conn_new(struct sl_listener *ln, int fd, const struct sockaddr_stora
         goto fail;
     /* Responses are written whole; small ones must not wait for Nagle. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    /* A TLS handshake can end on the client's flight (a resumed TLS 1.2 session) with no
-     * answer of ours to carry the ACK its request may wait for. */
-    if (c->ssl)
-        conn_quickack(fd);
     c->gen = sl_gen_ref(ln->gen);
     c->cfg = c->gen->cfg;
     client_bev_setup(c);
@@ -810,6 +806,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         if (what & BEV_EVENT_CONNECTED) {
             c->tls_up = true;
             sl_tls_handshake_done(c->ssl);
+            /* A handshake can end on the client's flight (a resumed TLS 1.2 session), with
+             * no answer of ours to carry the ACK its request may be waiting for. */
+            conn_quickack(c->cfd);
             return;
         }
         tls_failed(c,

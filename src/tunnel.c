@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -581,6 +582,14 @@ static ssize_t tunnel_splice_in(struct sl_tunnel *t, int i, struct tun_pipe *p, 
     return (d->flags & DIR_F_EOF) ? 0 : SL_AGAIN;
 }
 
+/* Whether the next byte of <fd> is urgent data (SIOCATMARK), which a read stops before. */
+static bool at_urgent_mark(int fd)
+{
+    int at = 0;
+
+    return ioctl(fd, SIOCATMARK, &at) == 0 && at;
+}
+
 /* The copy path: one read of up to COPY_BUF_SIZE bytes, BIG_BUF_SIZE for a stream or a wss
  * tunnel (whose TLS side reads records until it is full or has nothing more). Same returns as
  * tunnel_splice_in; *more when the buffer filled up. */
@@ -620,8 +629,10 @@ static ssize_t copy_in(struct sl_tunnel *t, int i, bool *more)
             d->flags |= DIR_F_STREAM; /* a stream: the next reads try splice */
         /* The FIN was in before this read and the read left the socket empty: these are the
          * last bytes. Saying EOF now spares the read that returns 0, and the send below goes
-         * out with the FIN in the same segment (one packet and one ACK fewer per close). */
-        if (!*more && (d->flags & DIR_F_RDHUP))
+         * out with the FIN in the same segment (one packet and one ACK fewer for the side
+         * that closes first). A read also stops short at TCP's urgent mark, with bytes
+         * behind it: there, read on. */
+        if (!*more && (d->flags & DIR_F_RDHUP) && !at_urgent_mark(t->fd[i]))
             dir_saw_eof(t, i);
         t->flags |= TUN_F_MOVED;
         return n;

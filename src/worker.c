@@ -417,7 +417,12 @@ static void *worker_main(void *arg)
     /* A TLS bufferevent defers its callbacks, and a deferred callback still queued holds a
      * reference to it: one freed in the pass that stopped the loop would outlive the base
      * (event_base_free cancels such callbacks without running them). This pass lets them
-     * run and drop it; the bufferevents' own callbacks are unset by then. */
+     * run and drop it (the bufferevents' own callbacks are unset by then); the worker's own
+     * events are taken out first, so it does nothing else. */
+    event_del(w->stop_ev);
+    event_del(w->grace_ev);
+    event_del(w->tick_ev);
+    event_del(w->accept_resume);
     event_base_loop(w->base, EVLOOP_NONBLOCK);
     if (write(ws->done_fd, &one, sizeof(one)) == -1)
         sl_log(SL_LOG_ERR, "worker %u: cannot report its end: %s", w->id, strerror(errno));

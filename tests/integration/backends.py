@@ -24,7 +24,8 @@ receives, per connection, and behaves according to the request path:
                              "got N bytes" and closes
     upgrade /ws/reset        101, then on the first byte received closes with an RST
     upgrade /ws/finfirst     101, then once the test sets conn.go: sends "bye" and its FIN
-                             ("fin-sent"), and reads raw bytes until EOF ("eof")
+                             ("fin-sent"), and reads raw bytes until EOF ("eof"); with ?oob
+                             it sends "AAAA", one urgent byte "!" (MSG_OOB), then "BBBB"
 
 A connection that starts with a PROXY protocol v1 line or v2 block has it parsed and stored
 (conn.proxy) before the HTTP request is read.
@@ -345,7 +346,12 @@ class PyBackend:
         c.events.append("ws-open")
         if path == "/ws/finfirst":
             c.go.wait(30)
-            c.sock.sendall(b"bye")
+            if "oob" in req.target:
+                c.sock.sendall(b"AAAA")
+                c.sock.send(b"!", socket.MSG_OOB)
+                c.sock.sendall(b"BBBB")
+            else:
+                c.sock.sendall(b"bye")
             c.sock.shutdown(socket.SHUT_WR)
             c.events.append("fin-sent")
             while r.fill():

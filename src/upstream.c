@@ -572,8 +572,6 @@ static void to_tunnel(struct sl_conn *c, size_t head_len)
     /* The target's bufferevent lets go of the fd only now that the tunnel watches it: libevent
      * sees the fd stay watched for reading and leaves epoll alone (one epoll_ctl saved). */
     bufferevent_setfd(c->ub, -1);
-    if (t)
-        conn_quickack(cfd); /* the 101 took the ACK along; frames may now wait on ours */
     if (!t) {
         atomic_fetch_sub_explicit(&x->state->active, 1, memory_order_relaxed);
         sl_gen_unref(x->gen);

@@ -488,6 +488,24 @@ class Tunnel(ProxyTest):
             data = c.conn.read_to_eof(timeout=PROMPT)
             self.assertEqual(data, b"got 1000 bytes")
 
+    def finfirst(self, s, py, query=""):
+        """A tunnel through <s> to <py>'s /ws/finfirst backend: (client, backend conn)."""
+        c = WSClient.open(s.port, "/ws/finfirst" + query)
+        self.addCleanup(c.close)
+        self.assertTrue(wskit.wait_until(lambda: py.conns and "ws-open" in py.conns[-1].events))
+        return c, py.conns[-1]
+
+    def fin_while_held(self, s, bc):
+        """The /ws/finfirst backend <bc> sends and shuts while sluice is held (SIGSTOP), so it
+        all waits in sluice's socket when sluice reads; then sluice goes on."""
+        self.hold(s)
+        try:
+            bc.go.set()
+            self.assertTrue(wskit.wait_until(lambda: "fin-sent" in bc.events))
+            time.sleep(0.1)
+        finally:
+            s.signal(signal.SIGCONT)
+
     def test_target_fin_with_its_last_bytes(self):
         """The target sends its last bytes and its FIN, both in before sluice reads (it is
         held with SIGSTOP): the client gets them in one segment (counted by TCP_INFO), and
@@ -495,26 +513,17 @@ class Tunnel(ProxyTest):
         target, and the client's own FIN ends it."""
         py = self.pyback("p1")
         s = self.simple(py.port)
-        with WSClient.open(s.port, "/ws/finfirst") as c:
-            self.assertTrue(wskit.wait_until(
-                lambda: py.conns and "ws-open" in py.conns[-1].events))
-            bc = py.conns[-1]
-            time.sleep(0.3)  # a delayed ACK still owed to the client is out before counting
-            before = tcp_segs_in(c.conn.sock)
-            self.hold(s)
-            try:
-                bc.go.set()
-                self.assertTrue(wskit.wait_until(lambda: "fin-sent" in bc.events))
-                time.sleep(0.1)
-            finally:
-                s.signal(signal.SIGCONT)
-            self.assertEqual(c.conn.read_to_eof(timeout=PROMPT), b"bye")
-            self.assertEqual(tcp_segs_in(c.conn.sock) - before, 1,
-                             "the last bytes and the FIN came in separate segments")
-            c.send_raw(b"after the target's FIN")
-            c.conn.sock.shutdown(socket.SHUT_WR)
-            self.assertTrue(wskit.wait_until(lambda: "eof" in bc.events, PROMPT))
-            self.assertTrue(bytes(bc.raw).endswith(b"after the target's FIN"), bytes(bc.raw))
+        c, bc = self.finfirst(s, py)
+        time.sleep(0.3)  # a delayed ACK still owed to the client is out before counting
+        before = tcp_segs_in(c.conn.sock)
+        self.fin_while_held(s, bc)
+        self.assertEqual(c.conn.read_to_eof(timeout=PROMPT), b"bye")
+        self.assertEqual(tcp_segs_in(c.conn.sock) - before, 1,
+                         "the last bytes and the FIN came in separate segments")
+        c.send_raw(b"after the target's FIN")
+        c.conn.sock.shutdown(socket.SHUT_WR)
+        self.assertTrue(wskit.wait_until(lambda: "eof" in bc.events, PROMPT))
+        self.assertTrue(bytes(bc.raw).endswith(b"after the target's FIN"), bytes(bc.raw))
 
     def test_urgent_byte_before_the_targets_fin(self):
         """Bytes, one TCP urgent byte, more bytes and the FIN, all in before sluice reads (held
@@ -523,18 +532,9 @@ class Tunnel(ProxyTest):
         urgent byte itself is out of band: sluice does not relay it.)"""
         py = self.pyback("p1")
         s = self.simple(py.port)
-        with WSClient.open(s.port, "/ws/finfirst?oob") as c:
-            self.assertTrue(wskit.wait_until(
-                lambda: py.conns and "ws-open" in py.conns[-1].events))
-            bc = py.conns[-1]
-            self.hold(s)
-            try:
-                bc.go.set()
-                self.assertTrue(wskit.wait_until(lambda: "fin-sent" in bc.events))
-                time.sleep(0.1)
-            finally:
-                s.signal(signal.SIGCONT)
-            self.assertEqual(c.conn.read_to_eof(timeout=PROMPT), b"AAAABBBB")
+        c, bc = self.finfirst(s, py, "?oob")
+        self.fin_while_held(s, bc)
+        self.assertEqual(c.conn.read_to_eof(timeout=PROMPT), b"AAAABBBB")
 
     def test_nagle_peers_do_not_wait_for_delayed_acks(self):
         """sluice delays its ACK where its answer follows at once and carries it (a request

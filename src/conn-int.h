@@ -91,6 +91,16 @@ struct sl_conn {
     char path[200];                     /* for the access log, truncated */
 };
 
+/* conn_quickack on <fd> once per request: <flag> (CF_QUICKACK or CF_UP_QUICKACK) says it is
+ * done (finish_request clears the flags: the kernel may have gone back to delayed ACKs). */
+static inline void conn_quickack_once(struct sl_conn *c, unsigned flag, int fd)
+{
+    if (!(c->flags & flag)) {
+        c->flags |= flag;
+        conn_quickack(fd);
+    }
+}
+
 /* front.c */
 void front_reply(struct sl_conn *c, int status, const char *body, bool close);
 void front_reply_error(struct sl_conn *c, int status, enum sl_err why);

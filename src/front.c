@@ -585,10 +585,7 @@ static int handle_head(struct sl_conn *c)
     rc = sl_http_parse_head(data, n, &h);
     if (rc == SL_AGAIN) {
         /* A head in pieces: its sender may be waiting on our ACK (Nagle) for the rest. */
-        if (!(c->flags & CF_QUICKACK)) {
-            c->flags |= CF_QUICKACK;
-            conn_quickack(c->cfd);
-        }
+        conn_quickack_once(c, CF_QUICKACK, c->cfd);
         if (!(c->flags & CF_HEAD_TIMER)) {
             c->flags |= CF_HEAD_TIMER;
             set_timer(c, c->cfg->local.header_timeout_ms);
@@ -641,10 +638,8 @@ static int handle_head(struct sl_conn *c)
     evbuffer_drain(in, h.head_len);
     sl_http_body_init(&c->reqb, h.body, h.content_length);
     /* A body may come in pieces too, and its answer only after its end. */
-    if (h.body != SL_BODY_NONE && !(c->flags & CF_QUICKACK)) {
-        c->flags |= CF_QUICKACK;
-        conn_quickack(c->cfd);
-    }
+    if (h.body != SL_BODY_NONE)
+        conn_quickack_once(c, CF_QUICKACK, c->cfd);
     c->state = CS_CONNECT;
     /* The body (and, for an upgrade, any early WebSocket frames) waits in the input. */
     bufferevent_disable(c->cb, EV_READ);

@@ -759,10 +759,7 @@ static void on_write(struct bufferevent *bev, void *arg)
     /* The request (its head, at least) is out with the handshake's ACK: back to quick ACKs
      * before the answer comes, so a 101 followed by frames is not held by a Nagle target
      * waiting on our ACK. */
-    if (!(c->flags & CF_UP_QUICKACK)) {
-        c->flags |= CF_UP_QUICKACK;
-        conn_quickack(c->ufd);
-    }
+    conn_quickack_once(c, CF_UP_QUICKACK, c->ufd);
     /* The target took the body bytes waiting for it: read more from the client. */
     if (c->state == CS_FORWARD && !(c->flags & CF_REQ_DONE))
         front_pump_request_body(c);

@@ -6,8 +6,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -19,6 +17,7 @@
 #include "sluice/common.h"
 #include "sluice/http.h"
 #include "sluice/metrics.h"
+#include "sluice/source.h"
 #include "sluice/worker.h"
 
 enum conn_state {
@@ -35,24 +34,8 @@ enum conn_state {
 #define CF_RESP_HEAD 0x10   /* the response head went to the client */
 #define CF_LINGER 0x20      /* write side shut; reading and discarding until EOF */
 #define CF_HEAD_TIMER 0x40  /* the header timeout is armed for this request */
-#define CF_QUICKACK 0x80    /* the client's socket is back to quick ACKs (see conn_quickack) */
+#define CF_QUICKACK 0x80    /* the client's socket is back to quick ACKs (sl_tcp_quickack) */
 #define CF_UP_QUICKACK 0x100 /* the target's socket is back to quick ACKs */
-
-/* Delayed ACKs: the listeners are set TCP_QUICKACK 0 (see listen_socket) and the target
- * connection starts that way (sl_source_connect), so the ACK of a request head, or of the
- * handshake, rides on the answer sent right after it instead of a packet of its own. That
- * only holds while an answer follows at once: where the peer may wait on our ACK (a client
- * whose head or body comes in pieces, a target whose 101 may be followed by frames, both
- * under Nagle) the socket goes back to quick ACKs, which also sends the ACK now. A tunnel's
- * client socket is left as it is: the kernel's own heuristic puts it in delayed-ACK mode
- * after a request and its quick answer anyway, and a quick ACK there costs a packet per
- * upgrade (measured 2.5 % of upgrades/s); HAProxy leaves it the same way. */
-static inline void conn_quickack(int fd)
-{
-    int one = 1;
-
-    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-}
 
 /* Bytes above which one side stops reading until the other drains to half (le-proxy). */
 #define CONN_HIGH_WATER (256 * 1024)
@@ -91,13 +74,14 @@ struct sl_conn {
     char path[200];                     /* for the access log, truncated */
 };
 
-/* conn_quickack on <fd> once per request: <flag> (CF_QUICKACK or CF_UP_QUICKACK) says it is
- * done (finish_request clears the flags: the kernel may have gone back to delayed ACKs). */
+/* Quick ACKs on <fd> once per request (see sl_tcp_quickack): <flag> (CF_QUICKACK or
+ * CF_UP_QUICKACK) says it is done; finish_request clears the flags, as the kernel may have
+ * gone back to delayed ACKs by the next request. */
 static inline void conn_quickack_once(struct sl_conn *c, unsigned flag, int fd)
 {
     if (!(c->flags & flag)) {
         c->flags |= flag;
-        conn_quickack(fd);
+        sl_tcp_quickack(fd, true);
     }
 }
 

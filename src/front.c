@@ -803,7 +803,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             sl_tls_handshake_done(c->ssl);
             /* A handshake can end on the client's flight (a resumed TLS 1.2 session), with
              * no answer of ours to carry the ACK its request may be waiting for. */
-            conn_quickack(c->cfd);
+            sl_tcp_quickack(c->cfd, true);
             return;
         }
         tls_failed(c,

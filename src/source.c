@@ -67,6 +67,13 @@ enum sl_err sl_connect_err(int e)
     }
 }
 
+void sl_tcp_quickack(int fd, bool on)
+{
+    int v = on;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &v, sizeof(v));
+}
+
 int sl_source_connect(const struct sl_source *src, const struct sl_addr *addr, uint16_t port,
                       bool sends_first)
 {
@@ -88,10 +95,8 @@ int sl_source_connect(const struct sl_source *src, const struct sl_addr *addr, u
         if (bind(fd, (struct sockaddr *)&sa, sl) == -1)
             goto fail;
     }
-    /* Delayed ACKs from the start: the handshake's last ACK waits for our first bytes and
-     * goes out with them, one packet fewer per connection. */
     if (sends_first)
-        setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &(int){0}, sizeof(int));
+        sl_tcp_quickack(fd, false); /* the handshake's last ACK leaves with our first bytes */
     if (connect(fd, (struct sockaddr *)&ss, len) == -1 && errno != EINPROGRESS)
         goto fail;
     return fd;

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -79,10 +78,9 @@ static int listen_socket(const struct sl_forwarding_rule *fr)
         goto fail;
     if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, 4096) == -1)
         goto fail;
-    /* Accepted sockets inherit delayed ACKs: the request's ACK goes out with the answer, one
-     * packet fewer per request (HAProxy does the same in HTTP mode). Best effort; see
-     * conn_quickack for where they are turned back on. */
-    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &(int){0}, sizeof(int));
+    /* Accepted sockets inherit delayed ACKs: the request's ACK goes out with the answer
+     * (HAProxy does the same in HTTP mode; see sl_tcp_quickack). */
+    sl_tcp_quickack(fd, false);
     return fd;
 fail : {
     int e = errno;

@@ -24,7 +24,7 @@
 static const char *const local_keys[] = {
     "threads",       "admin",        "addressMap",    "certificates",      "sync",
     "tunnelTimeout", "drainTimeout", "headerTimeout", "closeOnTargetDown", "connectTimeout",
-    "accessLog",     "pipeSize",     "splice",
+    "accessLog",     "pipeSize",     "splice",        "busyPoll",
 };
 
 static void load_address_map(struct ld *ld, const json_t *obj, struct sl_map_entry *v, size_t *n)
@@ -135,7 +135,8 @@ static void load_local(struct ld *ld, const json_t *root)
                 cfg_push_key(ld, k);
                 warn(ld, "unknown sluice setting, ignored (known: threads, admin, addressMap, "
                          "certificates, sync, tunnelTimeout, drainTimeout, headerTimeout, "
-                         "closeOnTargetDown, connectTimeout, accessLog, pipeSize, splice)");
+                         "closeOnTargetDown, connectTimeout, accessLog, pipeSize, splice, "
+                         "busyPoll)");
                 cfg_pop(ld);
             }
         }
@@ -196,6 +197,9 @@ static void load_local(struct ld *ld, const json_t *root)
         if (cfg_get_int(ld, s, "pipeSize", false, 0, 1 << 30,
                         "bytes per splice pipe (0 = the kernel's default, 64 KiB)", &v) == 1)
             l->pipe_size = (uint32_t)v;
+        if (cfg_get_int(ld, s, "busyPoll", false, 0, SL_BUSY_POLL_MAX_US,
+                        "microseconds a worker keeps polling after each wakeup (0 = off)", &v) == 1)
+            l->busy_poll_us = (uint32_t)v;
         cfg_get_str(ld, s, "accessLog", false, "a file name, \"-\" (stdout) or \"off\"",
                     &l->access_log);
         cfg_pop(ld);

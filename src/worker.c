@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -404,6 +405,35 @@ static void on_tick(int fd, short what, void *arg)
     upstream_tunnels_tick(arg);
 }
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The worker's loop, until a callback breaks it. With sluice.busyPoll, every wakeup is
+ * followed by that many µs of non-blocking passes before the loop may sleep again: a peer
+ * that sends while we spin finds us awake, so it pays no wakeup of a sleeping CPU (an IPI,
+ * and on a VM without halt polling a halt exit on this side), and we no sleep. Read at each
+ * wakeup, so a reload changes it. Idle, the loop sleeps after one last spin. */
+static void worker_loop(struct sl_worker *w)
+{
+    while (event_base_loop(w->base, EVLOOP_ONCE) == 0 && !event_base_got_break(w->base)) {
+        uint32_t spin = w->gen->cfg->local.busy_poll_us;
+        uint64_t end;
+
+        if (spin == 0)
+            continue;
+        end = mono_us() + spin;
+        do {
+            if (event_base_loop(w->base, EVLOOP_NONBLOCK) != 0 || event_base_got_break(w->base))
+                return;
+        } while (mono_us() < end);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct sl_worker *w = arg;
@@ -411,7 +441,7 @@ static void *worker_main(void *arg)
     struct sl_workers *ws = w->thread_arg;
     uint64_t one = 1;
 
-    event_base_dispatch(w->base);
+    worker_loop(w);
     /* A TLS bufferevent defers its callbacks, and a deferred callback still queued holds a
      * reference to it: one freed in the pass that stopped the loop would outlive the base
      * (event_base_free cancels such callbacks without running them). This pass lets them
@@ -551,7 +581,11 @@ struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n)
         }
         ws->w[i].started = true;
     }
-    sl_log(SL_LOG_INFO, "%u workers running", n);
+    if (cfg->local.busy_poll_us)
+        sl_log(SL_LOG_INFO, "%u workers running, each busy-polling %u us after a wakeup", n,
+               cfg->local.busy_poll_us);
+    else
+        sl_log(SL_LOG_INFO, "%u workers running", n);
     return ws;
 fail:
     for (ssize_t i = 0; fds && i < slots * (ssize_t)n; i++)

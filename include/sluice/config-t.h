@@ -234,7 +234,12 @@ struct sl_local {
     uint32_t connect_timeout_ms; /* default 5000 */
     const char *access_log;      /* "-" = stdout (default), "off" = none, else a file */
     uint32_t pipe_size;          /* splice pipe size in bytes; default 256 KiB, 0 = kernel's */
+    uint32_t busy_poll_us;       /* default 0: a worker may sleep as soon as nothing is ready */
 };
+
+/* sluice.busyPoll's upper bound (µs): a spin that long already costs a CPU at a few
+ * wakeups a second. */
+#define SL_BUSY_POLL_MAX_US 100000
 
 struct sl_config {
     atomic_uint refcnt;

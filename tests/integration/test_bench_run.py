@@ -168,7 +168,7 @@ class Templates(unittest.TestCase):
     def test_every_template_renders(self):
         vals = {"LISTEN_PORT": 1, "TARGET_PORT": 2, "THREADS": 1, "MAXCONN": 9900,
                 "ULIMIT_N": 20000, "MAXPIPES": "", "SPLICE": "", "TMP": "/tmp/x",
-                "SLUICE_SPLICE": "false",
+                "SLUICE_SPLICE": "false", "BUSY_POLL": 0, "BUSY_POLLING": "",
                 "WORKER_CONNECTIONS": 22500, "BUFFER": "", "BIND_SSL": "", "LISTEN_SSL": "",
                 "SSL_CERT": "", "SERVER_CERTS": "[]", "CERTIFICATES": "{}"}
         for name in ("haproxy.cfg", "nginx.conf", "sluice.json"):
@@ -178,6 +178,7 @@ class Templates(unittest.TestCase):
         self.assertEqual(conf["sluice"]["threads"], 1)
         self.assertEqual(conf["sluice"]["accessLog"], "off")
         self.assertIs(conf["sluice"]["splice"], False)
+        self.assertEqual(conf["sluice"]["busyPoll"], 0)
 
     def test_sluice_config_checks(self):
         """The plain and the TLS sluice configs pass `sluice check` without a warning."""
@@ -191,7 +192,8 @@ class Templates(unittest.TestCase):
             for certs, table in (("[]", {}), ('["bench"]', {"bench": {"cert": crt,
                                                                      "key": key}})):
                 vals = {"LISTEN_PORT": 18080, "TARGET_PORT": 9001, "THREADS": 2,
-                        "SLUICE_SPLICE": "true", "SERVER_CERTS": certs,
+                        "SLUICE_SPLICE": "true", "BUSY_POLL": RUN.SLUICE_BUSY_POLL_US,
+                        "SERVER_CERTS": certs,
                         "CERTIFICATES": json.dumps(table)}
                 path = os.path.join(d, "s.json")
                 with open(path, "w") as f:
@@ -210,17 +212,19 @@ class QuickRun(unittest.TestCase):
         with tempfile.TemporaryDirectory() as out:
             r = subprocess.run([sys.executable, os.path.join(test_proxy.SRC, "bench", "run"), "--quick",
                                 "--skip-install", "--no-build", "--build", build,
-                                "--only", "sluice-1t,sluice-tls", "--out", out],
+                                "--only", "sluice-1t,sluice-busypoll,sluice-tls", "--out", out],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
             log = r.stdout.decode("utf-8", "replace")
             self.assertEqual(r.returncode, 0, log)
             with open(os.path.join(out, "results.json")) as f:
                 res = json.load(f)
             self.assertEqual(res["failures"], [])
-            self.assertEqual(res["systems"], ["direct", "sluice-1t", "sluice-tls"])
+            self.assertEqual(res["systems"], ["direct", "sluice-1t", "sluice-busypoll",
+                                              "sluice-tls"])
             wls = {(x["system"], x["workload"]) for x in res["raw"]["runs"] if x["values"]}
-            # 4 ws:// workloads on direct and sluice-1t, the 3 wss:// ones on sluice-tls only
-            self.assertEqual(wls, {(s, w) for s in ("direct", "sluice-1t")
+            # 4 ws:// workloads on direct, sluice-1t and sluice-busypoll, the 3 wss:// ones on
+            # sluice-tls only
+            self.assertEqual(wls, {(s, w) for s in ("direct", "sluice-1t", "sluice-busypoll")
                                    for w in ("bulk1", "bulk50", "rr", "upgrades")} |
                              {("sluice-tls", w) for w in ("wss_bulk1", "wss_rr", "wss_upgrades")})
             self.assertEqual([x["system"] for x in res["raw"]["idle"]], ["sluice-1t"])
@@ -233,6 +237,14 @@ class QuickRun(unittest.TestCase):
             self.assertIn("| workload | sluice-tls |", wss)
             self.assertIn("× its ws://", wss)  # compared with sluice-1t's ws:// figure
             self.assertNotIn("failed", wss)
+            # busy polling: its own table, beside sluice-1t's figures; not in the headline
+            busy = md.split("## Busy polling (opt-in in both)")[1].split("\n## ")[0]
+            self.assertIn("| workload | sluice-busypoll |", busy)
+            self.assertIn("× without", busy)
+            self.assertNotIn("failed", busy)
+            self.assertEqual(set(res["busy_poll_medians"]["upgrades"]), {"sluice-busypoll"})
+            self.assertIn('"busyPoll": %d' % RUN.SLUICE_BUSY_POLL_US,
+                          md.split("<summary>$TMP/sluice-busypoll.json</summary>")[1].split("</details>")[0])
         # --quick never writes over the committed results
         self.assertEqual(before, os.stat(committed).st_mtime_ns if os.path.exists(committed)
                          else None)

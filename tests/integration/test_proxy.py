@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -1490,6 +1491,130 @@ class Shutdown(ProxyTest):
             self.assertEqual(rc, 0, "exit status with an idle keep-alive connection open "
                              "(None: still running)")
             self.assertClosedPromptly(conn, timeout=1)
+
+
+def cpu_seconds(proc):
+    """CPU time <proc> has used so far, over all its threads (schedstat: ns on a CPU)."""
+    total = 0
+    for t in os.listdir("/proc/%d/task" % proc.pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (proc.pid, t)) as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass  # a thread that just ended
+    return total / 1e9
+
+
+class BusyPoll(ProxyTest):
+    """sluice.busyPoll: after each wakeup a worker polls that long before it may sleep. What
+    it buys is measured by bench/run; here, that it spins after traffic, sleeps when idle,
+    follows a reload and leaves tunnels and stopping as they were. The bounds are on CPU
+    time, with wide margins (a spin shares the CPU with the rest of the suite)."""
+
+    SPIN_US = 50000
+    ECHOES = 10
+
+    def spin_cpu(self, s, c):
+        """CPU seconds <s> uses over ECHOES echoes on tunnel <c>, 0.15 s apart, then over
+        1 s of silence that starts once the last spin is over."""
+        busy0 = cpu_seconds(s)
+        for i in range(self.ECHOES):
+            self.assertEqual(c.echo(OP_TEXT, b"e%d" % i), (OP_TEXT, b"e%d" % i))
+            time.sleep(0.15)
+        idle0 = cpu_seconds(s)
+        time.sleep(1.0)
+        return idle0 - busy0, cpu_seconds(s) - idle0
+
+    def test_spins_after_traffic_and_sleeps_when_idle(self):
+        b = self.bench("b1")
+        spin = self.simple(b.port, threads=1, busyPoll=self.SPIN_US)
+        plain = self.simple(b.port, threads=1)
+        self.assertIn("1 workers running, each busy-polling %d us after a wakeup" % self.SPIN_US,
+                      spin.stderr_text())
+        nominal = self.ECHOES * self.SPIN_US / 1e6
+        for s, spins in ((spin, True), (plain, False)):
+            with self.subTest(busyPoll=spins):
+                with WSClient.open(s.port, "/") as c:
+                    busy, idle = self.spin_cpu(s, c)
+                    self.closeTunnel(c)
+                if spins:
+                    self.assertGreater(busy, nominal / 4,
+                                       "%d echoes, each followed by a %d us spin, used %.3f s "
+                                       "of CPU" % (self.ECHOES, self.SPIN_US, busy))
+                else:
+                    self.assertLess(busy, nominal / 8, "without busyPoll, %d echoes used %.3f s "
+                                    "of CPU" % (self.ECHOES, busy))
+                self.assertLess(idle, 0.1, "1 s of silence used %.3f s of CPU: the worker "
+                                "did not go back to sleep" % idle)
+
+    def test_reload_turns_it_on_and_off(self):
+        b = self.bench("b1")
+        s = self.simple(b.port, threads=1)
+        nominal = self.ECHOES * self.SPIN_US / 1e6
+        with open(s.cfg_path) as f:
+            cfg = json.load(f)
+        for gen, us in ((2, self.SPIN_US), (3, 0)):
+            cfg["sluice"]["busyPoll"] = us
+            with open(s.cfg_path, "w") as f:
+                json.dump(cfg, f)
+            s.signal(signal.SIGHUP)
+            self.assertTrue(wskit.wait_until(
+                lambda: "reload: generation %d " % gen in s.stderr_text(), PROMPT),
+                "no reload to generation %d" % gen)
+            # A new tunnel: its upgrade wakes the worker, which takes the new config first.
+            with WSClient.open(s.port, "/") as c:
+                busy, idle = self.spin_cpu(s, c)
+                self.closeTunnel(c)
+            if us:
+                self.assertGreater(busy, nominal / 4, "after the reload to busyPoll %d, %d "
+                                   "echoes used %.3f s of CPU" % (us, self.ECHOES, busy))
+            else:
+                self.assertLess(busy, nominal / 8, "after the reload to busyPoll 0, %d echoes "
+                                "used %.3f s of CPU" % (self.ECHOES, busy))
+            self.assertLess(idle, 0.1, "1 s of silence used %.3f s of CPU" % idle)
+
+    def test_tunnels_and_stopping_while_spinning(self):
+        """The longest spin allowed: a stream of echoes and the python3-websockets client
+        work, and SIGTERM ends the process promptly with a tunnel busy."""
+        b = self.bench("b1")
+        s = self.simple(b.port, threads=2, busyPoll=100000, drainTimeout=0)
+        with WSClient.open(s.port, "/") as c:
+            ws_echo_check(self, c, (0, 125, 65536, 1 << 20))
+            self.closeTunnel(c)
+        code = """
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1]) as ws:
+        for i in range(50):
+            await ws.send("m%d" % i)
+            assert await ws.recv() == "m%d" % i
+asyncio.run(main())
+"""
+        out = subprocess.run(["/usr/bin/python3", "-c", code, "ws://127.0.0.1:%d/" % s.port],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        c = WSClient.open(s.port, "/")
+        self.addCleanup(c.close)
+        echoed = []
+
+        def pump():
+            """Echoes until the tunnel ends (drainTimeout 0: at SIGTERM)."""
+            while True:
+                try:
+                    c.echo(OP_BINARY, b"%d" % len(echoed), timeout=PROMPT)
+                except Exception:  # the tunnel ended: what the test waits for
+                    return
+                echoed.append(1)
+        t = threading.Thread(target=pump)
+        t.start()
+        time.sleep(0.3)
+        s.signal(signal.SIGTERM)
+        rc = s.wait(PROMPT)
+        t.join(PROMPT)
+        self.assertFalse(t.is_alive(), "the busy tunnel still echoes after SIGTERM")
+        self.assertGreater(len(echoed), 10, "echoes before SIGTERM")
+        self.assertEqual(rc, 0, "exit status of a spinning sluice after SIGTERM "
+                         "(None: still running)")
 
 
 def run_main(name):

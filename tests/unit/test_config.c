@@ -174,7 +174,7 @@ static const char full_config[] =
     "             'intervalSeconds': 30},\n"
     "    'tunnelTimeout': 3600000, 'drainTimeout': 5000, 'headerTimeout': 2000,\n"
     "    'closeOnTargetDown': true, 'connectTimeout': 1500, 'accessLog': 'off',\n"
-    "    'pipeSize': 1048576}\n"
+    "    'pipeSize': 1048576, 'busyPoll': 200}\n"
     "}\n";
 
 static void test_full_config(void **state)
@@ -348,6 +348,7 @@ static void test_full_config(void **state)
     assert_int_equal(l->connect_timeout_ms, 1500);
     assert_string_equal(l->access_log, "off");
     assert_int_equal(l->pipe_size, 1048576);
+    assert_int_equal(l->busy_poll_us, 200);
 
     assert_string_equal(sl_algorithm_name(g->algorithm), "LEAST_CONNECTION");
     assert_string_equal(sl_proxy_protocol_name(t->proxy_protocol), "v2ssl");
@@ -428,6 +429,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->local.connect_timeout_ms, 5000);
     assert_string_equal(c->local.access_log, "-");
     assert_int_equal(c->local.pipe_size, 256 * 1024);
+    assert_int_equal(c->local.busy_poll_us, 0);
     assert_false(c->local.close_on_target_down);
     assert_int_equal(c->local.n_certificates, 0);
     run_done(&r);
@@ -1042,6 +1044,11 @@ static const struct erow erows[] = {
       "0 is out of range; allowed: 1 to 2147483647 ms", NULL, 0 },
     { "drainTimeout -1", SLUICE("'drainTimeout': `-1"), "sluice.drainTimeout",
       "-1 is out of range; allowed: 0 to 2147483647 ms (0 = close everything at once on SIGTERM)", NULL, 0 },
+    { "busyPoll 100001", SLUICE("'busyPoll': `100001"), "sluice.busyPoll",
+      "100001 is out of range; allowed: 0 to 100000 microseconds a worker keeps polling after "
+      "each wakeup (0 = off)", NULL, 0 },
+    { "busyPoll not a number", SLUICE("'busyPoll': `true"), "sluice.busyPoll",
+      "must be an integer, not a boolean", NULL, 0 },
 
     /* addresses */
     { "invalid target IP", TARGETS("{'ip': `'10.0.0.300', 'port': 80}"), P_T ".ip",

@@ -11,12 +11,12 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "sluice/balancer.h"
+#include "sluice/common.h"
 #include "sluice/config.h"
 #include "sluice/front.h"
 #include "sluice/log.h"
@@ -405,14 +405,6 @@ static void on_tick(int fd, short what, void *arg)
     upstream_tunnels_tick(arg);
 }
 
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* The worker's loop, until a callback breaks it. With sluice.busyPoll, every wakeup is
  * followed by that many µs of non-blocking passes before the loop may sleep again: a peer
  * that sends while we spin finds us awake, so it pays no wakeup of a sleeping CPU (an IPI,
@@ -426,11 +418,11 @@ static void worker_loop(struct sl_worker *w)
 
         if (spin == 0)
             continue;
-        end = mono_us() + spin;
+        end = sl_clock_us(CLOCK_MONOTONIC) + spin;
         do {
             if (event_base_loop(w->base, EVLOOP_NONBLOCK) != 0 || event_base_got_break(w->base))
                 return;
-        } while (mono_us() < end);
+        } while (sl_clock_us(CLOCK_MONOTONIC) < end);
     }
 }
 

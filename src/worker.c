@@ -407,8 +407,8 @@ static void on_tick(int fd, short what, void *arg)
 
 /* The worker's loop, until a callback breaks it. With sluice.busyPoll, every wakeup is
  * followed by that many µs of non-blocking passes before the loop may sleep again: a peer
- * that sends while we spin finds us awake, so it pays no wakeup of a sleeping CPU (an IPI,
- * and on a VM without halt polling a halt exit on this side), and we no sleep. Read at each
+ * that sends meanwhile finds the worker awake, so nobody pays for a wakeup (the sender's IPI
+ * to a sleeping CPU; on a VM without halt polling, this CPU's halt exit). Read at each
  * wakeup, so a reload changes it. Idle, the loop sleeps after one last spin. */
 static void worker_loop(struct sl_worker *w)
 {

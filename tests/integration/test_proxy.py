@@ -1514,16 +1514,29 @@ class BusyPoll(ProxyTest):
     SPIN_US = 50000
     ECHOES = 10
 
-    def spin_cpu(self, s, c):
-        """CPU seconds <s> uses over ECHOES echoes on tunnel <c>, 0.15 s apart, then over
-        1 s of silence that starts once the last spin is over."""
-        busy0 = cpu_seconds(s)
-        for i in range(self.ECHOES):
-            self.assertEqual(c.echo(OP_TEXT, b"e%d" % i), (OP_TEXT, b"e%d" % i))
-            time.sleep(0.15)
-        idle0 = cpu_seconds(s)
-        time.sleep(1.0)
-        return idle0 - busy0, cpu_seconds(s) - idle0
+    def assertSpinsThenSleeps(self, s, spins, what):
+        """On a new tunnel to <s>: ECHOES echoes, 0.15 s apart, use more than a quarter of
+        the CPU their spins would (<spins>) or less than an eighth of it (not); then 1 s of
+        silence, once the last spin is over, uses less than 0.1 s of CPU."""
+        nominal = self.ECHOES * self.SPIN_US / 1e6
+        with WSClient.open(s.port, "/") as c:
+            busy0 = cpu_seconds(s)
+            for i in range(self.ECHOES):
+                self.assertEqual(c.echo(OP_TEXT, b"e%d" % i), (OP_TEXT, b"e%d" % i))
+                time.sleep(0.15)
+            idle0 = cpu_seconds(s)
+            time.sleep(1.0)
+            busy, idle = idle0 - busy0, cpu_seconds(s) - idle0
+            self.closeTunnel(c)
+        if spins:
+            self.assertGreater(busy, nominal / 4, "%s: %d echoes, each followed by a %d us "
+                               "spin, used %.3f s of CPU" % (what, self.ECHOES, self.SPIN_US,
+                                                             busy))
+        else:
+            self.assertLess(busy, nominal / 8, "%s: %d echoes without a spin used %.3f s of "
+                            "CPU" % (what, self.ECHOES, busy))
+        self.assertLess(idle, 0.1, "%s: 1 s of silence used %.3f s of CPU: the worker did "
+                        "not go back to sleep" % (what, idle))
 
     def test_spins_after_traffic_and_sleeps_when_idle(self):
         b = self.bench("b1")
@@ -1531,26 +1544,12 @@ class BusyPoll(ProxyTest):
         plain = self.simple(b.port, threads=1)
         self.assertIn("1 workers running, each busy-polling %d us after a wakeup" % self.SPIN_US,
                       spin.stderr_text())
-        nominal = self.ECHOES * self.SPIN_US / 1e6
-        for s, spins in ((spin, True), (plain, False)):
-            with self.subTest(busyPoll=spins):
-                with WSClient.open(s.port, "/") as c:
-                    busy, idle = self.spin_cpu(s, c)
-                    self.closeTunnel(c)
-                if spins:
-                    self.assertGreater(busy, nominal / 4,
-                                       "%d echoes, each followed by a %d us spin, used %.3f s "
-                                       "of CPU" % (self.ECHOES, self.SPIN_US, busy))
-                else:
-                    self.assertLess(busy, nominal / 8, "without busyPoll, %d echoes used %.3f s "
-                                    "of CPU" % (self.ECHOES, busy))
-                self.assertLess(idle, 0.1, "1 s of silence used %.3f s of CPU: the worker "
-                                "did not go back to sleep" % idle)
+        self.assertSpinsThenSleeps(spin, True, "busyPoll %d" % self.SPIN_US)
+        self.assertSpinsThenSleeps(plain, False, "no busyPoll")
 
     def test_reload_turns_it_on_and_off(self):
         b = self.bench("b1")
         s = self.simple(b.port, threads=1)
-        nominal = self.ECHOES * self.SPIN_US / 1e6
         with open(s.cfg_path) as f:
             cfg = json.load(f)
         for gen, us in ((2, self.SPIN_US), (3, 0)):
@@ -1562,16 +1561,7 @@ class BusyPoll(ProxyTest):
                 lambda: "reload: generation %d " % gen in s.stderr_text(), PROMPT),
                 "no reload to generation %d" % gen)
             # A new tunnel: its upgrade wakes the worker, which takes the new config first.
-            with WSClient.open(s.port, "/") as c:
-                busy, idle = self.spin_cpu(s, c)
-                self.closeTunnel(c)
-            if us:
-                self.assertGreater(busy, nominal / 4, "after the reload to busyPoll %d, %d "
-                                   "echoes used %.3f s of CPU" % (us, self.ECHOES, busy))
-            else:
-                self.assertLess(busy, nominal / 8, "after the reload to busyPoll 0, %d echoes "
-                                "used %.3f s of CPU" % (self.ECHOES, busy))
-            self.assertLess(idle, 0.1, "1 s of silence used %.3f s of CPU" % idle)
+            self.assertSpinsThenSleeps(s, us > 0, "after the reload to busyPoll %d" % us)
 
     def test_tunnels_and_stopping_while_spinning(self):
         """The longest spin allowed: a stream of echoes and the python3-websockets client

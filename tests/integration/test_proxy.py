@@ -176,12 +176,13 @@ class ProxyTest(unittest.TestCase):
         self.addCleanup(b.stop)
         return b
 
-    def simple(self, backend_port, rules=None, algorithm="ROUND_ROBIN", **local):
+    def simple(self, backend_port, rules=None, algorithm="ROUND_ROBIN", preexec_fn=None,
+               **local):
         """sluice forwarding everything (or <rules>) to one group with one target."""
         port = wskit.free_port()
         cfg = config(port, rules or [forward("tg-1")],
                      [group("tg-1", [target(backend_port)], algorithm)], **local)
-        return self.sluice(cfg)
+        return self.sluice(cfg, preexec_fn=preexec_fn)
 
     # assertions
 
@@ -1491,6 +1492,38 @@ class Shutdown(ProxyTest):
             self.assertEqual(rc, 0, "exit status with an idle keep-alive connection open "
                              "(None: still running)")
             self.assertClosedPromptly(conn, timeout=1)
+
+
+class Workers(ProxyTest):
+    """How many worker threads start: threads 0 means one per CPU the process may run on
+    (its affinity, as taskset or a cpuset sets it), and more workers than that is logged."""
+
+    def started(self, s):
+        m = [ln for ln in s.stderr_text().splitlines() if "workers running" in ln]
+        self.assertEqual(len(m), 1, s.stderr_text())
+        return int(m[0].split("info: ")[1].split()[0])
+
+    def test_threads_0_follows_the_cpu_affinity(self):
+        b = self.bench("b1")
+        cpus = sorted(os.sched_getaffinity(0))
+        one = self.simple(b.port, threads=0,
+                          preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}))
+        self.assertEqual(self.started(one), 1, "threads 0 under a one-CPU affinity")
+        every = self.simple(b.port, threads=0)
+        self.assertEqual(self.started(every), len(cpus), "threads 0, affinity %s" % cpus)
+        for s in (one, every):
+            self.assertNotIn("usable CPU", s.stderr_text())
+            with WSClient.open(s.port, "/") as c:
+                self.assertEqual(c.echo(OP_TEXT, b"x"), (OP_TEXT, b"x"))
+                self.closeTunnel(c)
+
+    def test_more_threads_than_usable_cpus_is_logged(self):
+        b = self.bench("b1")
+        cpu = min(os.sched_getaffinity(0))
+        s = self.simple(b.port, threads=2, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        self.assertEqual(self.started(s), 2)
+        self.assertIn("warning: 2 worker threads for 1 usable CPU: workers that share a CPU "
+                      "wait for each other's time slices", s.stderr_text())
 
 
 def cpu_seconds(proc):

@@ -534,18 +534,19 @@ struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n)
     unsigned pipes;
     int *fds = NULL;
     ssize_t slots = 0;
+    unsigned cpus = cpu_count();
 
     if (n == 0)
-        n = cfg->local.threads ? cfg->local.threads : cpu_count();
+        n = cfg->local.threads ? cfg->local.threads : cpus;
     if (!ws)
         return NULL;
     /* Measured with 2 workers on 1 CPU (bench/run sluice-2t): rr p99 3.3x that of one
      * worker, every rate lower. A worker whose turn it is waits out the other's time slice. */
-    if (n > cpu_count())
+    if (n > cpus)
         sl_log(SL_LOG_WARN,
                "%u worker threads for %u usable CPU%s: workers that share a CPU wait for "
                "each other's time slices (latency); threads 0 starts one per usable CPU",
-               n, cpu_count(), cpu_count() == 1 ? "" : "s");
+               n, cpus, cpus == 1 ? "" : "s");
     if (sl_rule_stats_init(n) == -1) { /* one worker count per process */
         free(ws);
         return NULL;

@@ -198,7 +198,8 @@ static void load_local(struct ld *ld, const json_t *root)
                         "bytes per splice pipe (0 = the kernel's default, 64 KiB)", &v) == 1)
             l->pipe_size = (uint32_t)v;
         if (cfg_get_int(ld, s, "busyPoll", false, 0, SL_BUSY_POLL_MAX_US,
-                        "microseconds a worker keeps polling after each wakeup (0 = off)", &v) == 1)
+                        "microseconds a worker keeps polling after its last event (0 = off)",
+                        &v) == 1)
             l->busy_poll_us = (uint32_t)v;
         cfg_get_str(ld, s, "accessLog", false, "a file name, \"-\" (stdout) or \"off\"",
                     &l->access_log);

@@ -412,24 +412,41 @@ static void on_tick(int fd, short what, void *arg)
     upstream_tunnels_tick(arg);
 }
 
-/* The worker's loop, until a callback breaks it. With sluice.busyPoll, every wakeup is
- * followed by that many µs of non-blocking passes before the loop may sleep again: a peer
- * that sends meanwhile finds the worker awake, so nobody pays for a wakeup (the sender's IPI
- * to a sleeping CPU; on a VM without halt polling, this CPU's halt exit). Read at each
- * wakeup, so a reload changes it. Idle, the loop sleeps after one last spin. */
+/* Runs first in each busy-polling pass (activated before it, and at the highest priority):
+ * whatever else is active then was found by this pass's epoll_wait or timers. */
+static void on_spin_probe(int fd, short what, void *arg)
+{
+    struct sl_worker *w = arg;
+
+    (void)fd;
+    (void)what;
+    w->spin_found = event_base_get_num_events(w->base, EVENT_BASE_COUNT_ACTIVE) > 0;
+}
+
+/* The worker's loop, until a callback breaks it. With sluice.busyPoll, the loop keeps
+ * running non-blocking passes until that many µs have gone by without an event, and only
+ * then may sleep: a peer that sends meanwhile finds the worker awake, so nobody pays for a
+ * wakeup (the sender's IPI to a sleeping CPU; on a VM without halt polling, this CPU's halt
+ * exit). Counted from the last event, not from the wakeup, so a worker with steady traffic
+ * never sleeps (a spin that ended at a fixed time would sleep whenever that moment fell
+ * between two events). Read at each wakeup, so a reload changes it. */
 static void worker_loop(struct sl_worker *w)
 {
     while (event_base_loop(w->base, EVLOOP_ONCE) == 0 && !event_base_got_break(w->base)) {
         uint32_t spin = w->gen->cfg->local.busy_poll_us;
-        uint64_t end;
+        uint64_t now, end;
 
         if (spin == 0)
             continue;
         end = sl_clock_us(CLOCK_MONOTONIC) + spin;
         do {
+            event_active(w->spin_probe, EV_TIMEOUT, 0);
             if (event_base_loop(w->base, EVLOOP_NONBLOCK) != 0 || event_base_got_break(w->base))
                 return;
-        } while (sl_clock_us(CLOCK_MONOTONIC) < end);
+            now = sl_clock_us(CLOCK_MONOTONIC);
+            if (w->spin_found)
+                end = now + spin;
+        } while (now < end);
     }
 }
 
@@ -500,8 +517,10 @@ static int worker_init(struct sl_workers *ws, struct sl_worker *w, unsigned id,
     w->grace_ev = evtimer_new(w->base, on_grace, w);
     w->accept_resume = evtimer_new(w->base, sl_front_on_accept_resume, w);
     w->tick_ev = event_new(w->base, -1, EV_PERSIST, on_tick, w);
-    if (!w->stop_ev || !w->grace_ev || !w->accept_resume || !w->tick_ev ||
-        event_add(w->stop_ev, NULL) == -1 || event_add(w->tick_ev, &tick) == -1)
+    w->spin_probe = event_new(w->base, -1, 0, on_spin_probe, w);
+    if (!w->stop_ev || !w->grace_ev || !w->accept_resume || !w->tick_ev || !w->spin_probe ||
+        event_priority_set(w->spin_probe, 0) == -1 || event_add(w->stop_ev, NULL) == -1 ||
+        event_add(w->tick_ev, &tick) == -1)
         return -1;
     return 0;
 }
@@ -520,6 +539,8 @@ static void worker_deinit(struct sl_worker *w)
         event_free(w->accept_resume);
     if (w->tick_ev)
         event_free(w->tick_ev);
+    if (w->spin_probe)
+        event_free(w->spin_probe);
     free(w->stats);
     sl_pipe_pool_free(w->pipes);
     sl_router_scratch_free(w->scratch);
@@ -589,7 +610,7 @@ struct sl_workers *sl_workers_start(struct sl_config *cfg, unsigned n)
         ws->w[i].started = true;
     }
     if (cfg->local.busy_poll_us)
-        sl_log(SL_LOG_INFO, "%u workers running, each busy-polling %u us after a wakeup", n,
+        sl_log(SL_LOG_INFO, "%u workers running, each busy-polling %u us after its last event", n,
                cfg->local.busy_poll_us);
     else
         sl_log(SL_LOG_INFO, "%u workers running", n);

@@ -71,6 +71,8 @@ struct sl_worker {
     struct event *stop_ev;          /* activated by the main thread */
     struct event *grace_ev;         /* drain period end */
     struct event *tick_ev;          /* once a second: live tunnel bytes to the counters */
+    struct event *spin_probe;       /* busyPoll: did this pass find an event? (spin_found) */
+    bool spin_found;
     struct sl_worker_stats *stats;  /* written by this worker only (metrics.h) */
     atomic_uint msgs;               /* WMSG_* from other threads, with a write to its eventfd */
     bool stopping;

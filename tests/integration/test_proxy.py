@@ -1527,22 +1527,43 @@ class Workers(ProxyTest):
 
 
 def cpu_seconds(proc):
-    """CPU time <proc> has used so far, over all its threads (schedstat: ns on a CPU)."""
-    total = 0
+    """CPU time <proc> has used so far, over all its threads."""
+    return sum(thread_cpu(proc).values()) / 1e9
+
+
+def voluntary_switches(proc):
+    """{thread id: voluntary context switches so far} of <proc>: a thread that blocks (in
+    epoll_wait, for a worker) counts one."""
+    out = {}
+    for t in os.listdir("/proc/%d/task" % proc.pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (proc.pid, t)) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        out[t] = int(line.split()[1])
+        except OSError:
+            pass
+    return out
+
+
+def thread_cpu(proc):
+    """{thread id: ns on a CPU so far} of <proc> (schedstat)."""
+    out = {}
     for t in os.listdir("/proc/%d/task" % proc.pid):
         try:
             with open("/proc/%d/task/%s/schedstat" % (proc.pid, t)) as f:
-                total += int(f.read().split()[0])
+                out[t] = int(f.read().split()[0])
         except OSError:
-            pass  # a thread that just ended
-    return total / 1e9
+            pass
+    return out
 
 
 class BusyPoll(ProxyTest):
-    """sluice.busyPoll: after each wakeup a worker polls that long before it may sleep. What
-    it buys is measured by bench/run; here, that it spins after traffic, sleeps when idle,
-    follows a reload and leaves tunnels and stopping as they were. The bounds are on CPU
-    time, with wide margins (a spin shares the CPU with the rest of the suite)."""
+    """sluice.busyPoll: a worker polls until that long has passed without an event before it
+    may sleep. What it buys is measured by bench/run; here, that it spins after traffic,
+    never sleeps under steady traffic, sleeps when idle, follows a reload and leaves tunnels
+    and stopping as they were. The bounds are on CPU time and context switches, with wide
+    margins (a spin shares the CPU with the rest of the suite)."""
 
     SPIN_US = 50000
     ECHOES = 10
@@ -1575,10 +1596,35 @@ class BusyPoll(ProxyTest):
         b = self.bench("b1")
         spin = self.simple(b.port, threads=1, busyPoll=self.SPIN_US)
         plain = self.simple(b.port, threads=1)
-        self.assertIn("1 workers running, each busy-polling %d us after a wakeup" % self.SPIN_US,
-                      spin.stderr_text())
+        self.assertIn("1 workers running, each busy-polling %d us after its last event" %
+                      self.SPIN_US, spin.stderr_text())
         self.assertSpinsThenSleeps(spin, True, "busyPoll %d" % self.SPIN_US)
         self.assertSpinsThenSleeps(plain, False, "no busyPoll")
+
+    def test_steady_traffic_never_sleeps(self):
+        """Echoes every 5 ms for 1 s, well inside a 50 ms spin: the spin is counted from the
+        last event, so the worker never blocks (a spin that ended 50 ms after each wakeup
+        would sleep about once every 50 ms, some 15 times)."""
+        b = self.bench("b1")
+        s = self.simple(b.port, threads=1, busyPoll=self.SPIN_US)
+        with WSClient.open(s.port, "/") as c:
+            self.assertEqual(c.echo(OP_TEXT, b"warm"), (OP_TEXT, b"warm"))
+            cpu0, sw0 = thread_cpu(s), voluntary_switches(s)
+            end = time.monotonic() + 1.0
+            i = 0
+            while time.monotonic() < end:
+                self.assertEqual(c.echo(OP_TEXT, b"s%d" % i), (OP_TEXT, b"s%d" % i))
+                i += 1
+                time.sleep(0.005)
+            cpu1, sw1 = thread_cpu(s), voluntary_switches(s)
+            self.closeTunnel(c)
+        # The worker is the thread that ran: the spin kept it on the CPU.
+        worker = max(cpu1, key=lambda t: cpu1[t] - cpu0.get(t, 0))
+        self.assertGreater((cpu1[worker] - cpu0.get(worker, 0)) / 1e9, 0.5,
+                           "the worker did not spin through the echoes")
+        slept = sw1[worker] - sw0.get(worker, 0)
+        self.assertLess(slept, 5, "%d echoes 5 ms apart with busyPoll %d us: the worker "
+                        "slept %d times" % (i, self.SPIN_US, slept))
 
     def test_reload_turns_it_on_and_off(self):
         b = self.bench("b1")

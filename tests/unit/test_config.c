@@ -1046,7 +1046,7 @@ static const struct erow erows[] = {
       "-1 is out of range; allowed: 0 to 2147483647 ms (0 = close everything at once on SIGTERM)", NULL, 0 },
     { "busyPoll 100001", SLUICE("'busyPoll': `100001"), "sluice.busyPoll",
       "100001 is out of range; allowed: 0 to 100000 microseconds a worker keeps polling after "
-      "each wakeup (0 = off)", NULL, 0 },
+      "its last event (0 = off)", NULL, 0 },
     { "busyPoll not a number", SLUICE("'busyPoll': `true"), "sluice.busyPoll",
       "must be an integer, not a boolean", NULL, 0 },
 

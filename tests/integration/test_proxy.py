@@ -20,6 +20,7 @@ import collections
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -1526,36 +1527,33 @@ class Workers(ProxyTest):
                       "wait for each other's time slices", s.stderr_text())
 
 
-def cpu_seconds(proc):
-    """CPU time <proc> has used so far, over all its threads."""
-    return sum(thread_cpu(proc).values()) / 1e9
-
-
-def voluntary_switches(proc):
-    """{thread id: voluntary context switches so far} of <proc>: a thread that blocks (in
-    epoll_wait, for a worker) counts one."""
+def per_thread(proc, name, value):
+    """{thread id: value(text of /proc/PID/task/TID/<name>)} over <proc>'s threads."""
     out = {}
     for t in os.listdir("/proc/%d/task" % proc.pid):
         try:
-            with open("/proc/%d/task/%s/status" % (proc.pid, t)) as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        out[t] = int(line.split()[1])
+            with open("/proc/%d/task/%s/%s" % (proc.pid, t, name)) as f:
+                out[t] = value(f.read())
         except OSError:
-            pass
+            pass  # a thread that just ended
     return out
 
 
 def thread_cpu(proc):
     """{thread id: ns on a CPU so far} of <proc> (schedstat)."""
-    out = {}
-    for t in os.listdir("/proc/%d/task" % proc.pid):
-        try:
-            with open("/proc/%d/task/%s/schedstat" % (proc.pid, t)) as f:
-                out[t] = int(f.read().split()[0])
-        except OSError:
-            pass
-    return out
+    return per_thread(proc, "schedstat", lambda text: int(text.split()[0]))
+
+
+def voluntary_switches(proc):
+    """{thread id: voluntary context switches so far} of <proc>: a thread that blocks (in
+    epoll_wait, for a worker) counts one."""
+    return per_thread(proc, "status", lambda text: int(
+        re.search(r"^voluntary_ctxt_switches:\s*(\d+)", text, re.M).group(1)))
+
+
+def cpu_seconds(proc):
+    """CPU time <proc> has used so far, over all its threads."""
+    return sum(thread_cpu(proc).values()) / 1e9
 
 
 class BusyPoll(ProxyTest):

@@ -1616,9 +1616,10 @@ class BusyPoll(ProxyTest):
                 time.sleep(0.005)
             cpu1, sw1 = thread_cpu(s), voluntary_switches(s)
             self.closeTunnel(c)
-        # The worker is the thread that ran: the spin kept it on the CPU.
+        # The worker is the thread that ran: the spin kept it on the CPU (a quarter of the
+        # second at least: it shares the CPUs with the rest of the suite).
         worker = max(cpu1, key=lambda t: cpu1[t] - cpu0.get(t, 0))
-        self.assertGreater((cpu1[worker] - cpu0.get(worker, 0)) / 1e9, 0.5,
+        self.assertGreater((cpu1[worker] - cpu0.get(worker, 0)) / 1e9, 0.25,
                            "the worker did not spin through the echoes")
         slept = sw1[worker] - sw0.get(worker, 0)
         self.assertLess(slept, 5, "%d echoes 5 ms apart with busyPoll %d us: the worker "

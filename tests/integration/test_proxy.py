@@ -24,7 +24,6 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -1649,18 +1648,15 @@ class BusyPoll(ProxyTest):
         with WSClient.open(s.port, "/") as c:
             ws_echo_check(self, c, (0, 125, 65536, 1 << 20))
             self.closeTunnel(c)
-        code = """
-import asyncio, sys, websockets
-async def main():
-    async with websockets.connect(sys.argv[1]) as ws:
-        for i in range(50):
-            await ws.send("m%d" % i)
-            assert await ws.recv() == "m%d" % i
-asyncio.run(main())
-"""
-        out = subprocess.run(["/usr/bin/python3", "-c", code, "ws://127.0.0.1:%d/" % s.port],
-                             capture_output=True, text=True, timeout=30)
-        self.assertEqual(out.returncode, 0, out.stderr)
+        import websockets
+
+        async def run():
+            async with websockets.connect("ws://127.0.0.1:%d/" % s.port, open_timeout=PROMPT,
+                                          close_timeout=PROMPT) as ws:
+                for i in range(50):
+                    await ws.send("m%d" % i)
+                    self.assertEqual(await asyncio.wait_for(ws.recv(), PROMPT), "m%d" % i)
+        asyncio.run(asyncio.wait_for(run(), 30))
         c = WSClient.open(s.port, "/")
         self.addCleanup(c.close)
         echoed = []
